@@ -1,0 +1,19 @@
+# The two quick-start commands (`make demo`, `make test`) and the CI checks.
+# Every target first makes sure the wasm32 target is installed: fresh machines
+# set RUSTUP_AUTO_INSTALL=0, so rust-toolchain.toml alone does not install it.
+
+.PHONY: demo test lint wasm-target
+
+wasm-target:
+	@rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
+
+demo: wasm-target
+	cargo run --release -- demo
+
+test: wasm-target
+	cargo test --workspace
+
+lint: wasm-target
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo build -p shadowgate-core --target wasm32-unknown-unknown

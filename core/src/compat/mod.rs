@@ -1,0 +1,172 @@
+//! Module `compat`: protocol conversion of requests, non-streaming responses
+//! and error bodies, with provider compat fixes driven by versioned profiles.
+//!
+//! Contract: (body bytes, source protocol, target protocol, compat profile)
+//! in; the target protocol's body out. Everything passes through the
+//! canonical model, including same-protocol passthrough.
+
+mod anthropic;
+mod error;
+mod openai;
+
+pub use anthropic::{
+    TOOL_USE_FIELDS, decode_block as decode_anthropic_block, decode_usage as decode_anthropic_usage,
+    encode_usage as encode_anthropic_usage,
+};
+pub use error::{ErrorInput, ErrorOutput, convert_error};
+pub use openai::{decode_usage as decode_openai_usage, encode_usage as encode_openai_usage};
+
+use crate::canonical::{Request, Response};
+use crate::context::Context;
+use crate::error::{CoreError, Result};
+use crate::json;
+use crate::protocol::Protocol;
+use crate::tools;
+use serde_json::Value;
+
+/// Version of the `compat` module.
+pub const VERSION: &str = "compat/1.0.0";
+
+/// Output cap sent to Anthropic when the client gave none (Anthropic requires one).
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// Provider quirks, as versioned data. A change to a profile is a new version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompatProfile {
+    /// Profile name, as used in config and op headers.
+    pub name: &'static str,
+    /// Profile version, recorded with every diff.
+    pub version: &'static str,
+    /// The protocol of the upstream this profile describes.
+    pub protocol: Protocol,
+    /// Field used for the output cap in OpenAI requests.
+    pub max_tokens_field: &'static str,
+    /// Output cap used when the client sent none.
+    pub default_max_tokens: u64,
+    /// Highest temperature the upstream accepts (larger values are clamped).
+    pub max_temperature: f64,
+    /// Patch `stop` to `tool_calls` when a response carries tool calls.
+    pub patch_tool_finish_reason: bool,
+}
+
+/// Every profile the core knows, by name.
+pub const PROFILES: &[CompatProfile] = &[
+    CompatProfile {
+        name: "openai",
+        version: "openai/1",
+        protocol: Protocol::OpenAiChat,
+        max_tokens_field: "max_completion_tokens",
+        default_max_tokens: DEFAULT_MAX_TOKENS,
+        max_temperature: 2.0,
+        patch_tool_finish_reason: true,
+    },
+    CompatProfile {
+        name: "openai-compatible",
+        version: "openai-compatible/1",
+        protocol: Protocol::OpenAiChat,
+        max_tokens_field: "max_tokens",
+        default_max_tokens: DEFAULT_MAX_TOKENS,
+        max_temperature: 2.0,
+        patch_tool_finish_reason: true,
+    },
+    CompatProfile {
+        name: "anthropic",
+        version: "anthropic/1",
+        protocol: Protocol::AnthropicMessages,
+        max_tokens_field: "max_tokens",
+        default_max_tokens: DEFAULT_MAX_TOKENS,
+        max_temperature: 1.0,
+        patch_tool_finish_reason: false,
+    },
+];
+
+/// Looks up a profile by name, or the default profile of `protocol` when `name` is `None`.
+pub fn profile(name: Option<&str>, protocol: Protocol) -> Result<&'static CompatProfile> {
+    match name {
+        Some(n) => PROFILES.iter().find(|p| p.name == n).ok_or_else(|| {
+            let known: Vec<&str> = PROFILES.iter().map(|p| p.name).collect();
+            CoreError::invalid("/profile", format!("unknown compat profile {n:?} (known: {})", known.join(", ")))
+        }),
+        None => Ok(PROFILES.iter().find(|p| p.protocol == protocol).expect("every protocol has a default profile")),
+    }
+}
+
+/// `reasoning_effort` → Anthropic thinking budget (documented mapping).
+pub fn effort_to_budget(effort: &str) -> Option<u64> {
+    match effort {
+        "none" => None,
+        "minimal" => Some(1024),
+        "low" => Some(2048),
+        "medium" => Some(8192),
+        _ => Some(24576),
+    }
+}
+
+/// Anthropic thinking budget → `reasoning_effort` (documented mapping).
+pub fn reasoning_to_effort(budget: u64) -> &'static str {
+    match budget {
+        0..=1024 => "minimal",
+        1025..=2048 => "low",
+        2049..=8192 => "medium",
+        _ => "high",
+    }
+}
+
+/// Decodes a request body of protocol `from`.
+pub fn decode_request(from: Protocol, body: &Value) -> Result<Request> {
+    match from {
+        Protocol::OpenAiChat => openai::decode_request(body),
+        Protocol::AnthropicMessages => anthropic::decode_request(body),
+    }
+}
+
+/// Converts a client request of protocol `from` to protocol `to`.
+/// `model`, when given, replaces the model (the routing target's upstream model).
+pub fn convert_request(
+    from: Protocol,
+    to: Protocol,
+    body: &[u8],
+    profile: &CompatProfile,
+    model: Option<&str>,
+) -> Result<Value> {
+    let mut req = decode_request(from, &json::parse(body)?)?;
+    if let Some(m) = model {
+        req.model = m.to_string();
+    }
+    match to {
+        Protocol::OpenAiChat => openai::encode_request(&req, profile),
+        Protocol::AnthropicMessages => anthropic::encode_request(&req, profile),
+    }
+}
+
+/// Decodes a non-streaming upstream response of protocol `from`.
+pub fn decode_response(from: Protocol, body: &Value, ctx: &Context) -> Result<Response> {
+    match from {
+        Protocol::OpenAiChat => openai::decode_response(body, ctx),
+        Protocol::AnthropicMessages => anthropic::decode_response(body),
+    }
+}
+
+/// Converts a non-streaming upstream response of protocol `from` into the
+/// client's protocol `to`, applying the profile's fixes.
+pub fn convert_response(
+    ctx: &Context,
+    from: Protocol,
+    to: Protocol,
+    body: &[u8],
+    profile: &CompatProfile,
+) -> Result<Value> {
+    let mut resp = decode_response(from, &json::parse(body)?, ctx)?;
+    if profile.patch_tool_finish_reason {
+        tools::patch_finish_reason(&mut resp);
+    }
+    Ok(encode_response(&resp, to, ctx))
+}
+
+/// Encodes a canonical response for a client of protocol `to`.
+pub fn encode_response(resp: &Response, to: Protocol, ctx: &Context) -> Value {
+    match to {
+        Protocol::OpenAiChat => openai::encode_response(resp, ctx),
+        Protocol::AnthropicMessages => anthropic::encode_response(resp, ctx),
+    }
+}

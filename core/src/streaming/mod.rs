@@ -1,0 +1,216 @@
+//! Module `streaming`: a stateful session that converts an upstream SSE
+//! stream into the client protocol's SSE stream, fed one chunk at a time.
+//!
+//! Contract: upstream bytes in (split anywhere), client SSE text out. How the
+//! bytes are split never changes the events produced. A broken or truncated
+//! stream ends with the client protocol's error event; the session records
+//! the error and ignores anything fed after the end.
+
+mod anthropic;
+mod event;
+mod openai;
+mod sse;
+
+pub use event::{BlockKind, Delta, StreamEvent};
+pub use sse::{SseEvent, SseParser};
+
+use crate::canonical::Usage;
+use crate::context::Context;
+use crate::error::{CoreError, ErrorKind, Result};
+use crate::protocol::Protocol;
+use crate::tokenizer;
+use serde::Deserialize;
+
+/// Version of the `streaming` module.
+pub const VERSION: &str = "streaming/1.0.0";
+
+/// Version of the canonical SSE event schema.
+pub const SSE_PROTOCOL_VERSION: &str = "sse/1";
+
+/// Largest SSE event accepted from an upstream, by default.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 8 << 20;
+
+/// How to open a session.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StreamOptions {
+    /// Upstream protocol.
+    pub from: String,
+    /// Client protocol.
+    pub to: String,
+    /// OpenAI clients: whether to send the final usage chunk.
+    #[serde(default)]
+    pub include_usage: bool,
+    /// Per-event size cap.
+    #[serde(default)]
+    pub max_event_bytes: Option<usize>,
+}
+
+#[derive(Debug)]
+enum Decoder {
+    OpenAi(openai::Decoder),
+    Anthropic(anthropic::Decoder),
+}
+
+#[derive(Debug)]
+enum Encoder {
+    OpenAi(openai::Encoder),
+    Anthropic(anthropic::Encoder),
+}
+
+/// One stream's conversion state.
+#[derive(Debug)]
+pub struct StreamSession {
+    ctx: Context,
+    parser: SseParser,
+    decoder: Decoder,
+    encoder: Encoder,
+    ended: bool,
+    error: Option<CoreError>,
+    estimated_output_tokens: u64,
+    events: Vec<StreamEvent>,
+    sse: Vec<SseEvent>,
+}
+
+impl StreamSession {
+    /// Opens a session.
+    pub fn new(ctx: Context, opts: &StreamOptions) -> Result<StreamSession> {
+        let from = Protocol::parse(&opts.from, "/from")?;
+        let to = Protocol::parse(&opts.to, "/to")?;
+        Ok(StreamSession {
+            ctx,
+            parser: SseParser::new(opts.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES)),
+            decoder: match from {
+                Protocol::OpenAiChat => Decoder::OpenAi(openai::Decoder::default()),
+                Protocol::AnthropicMessages => Decoder::Anthropic(anthropic::Decoder::default()),
+            },
+            encoder: match to {
+                Protocol::OpenAiChat => Encoder::OpenAi(openai::Encoder::new(from, opts.include_usage)),
+                Protocol::AnthropicMessages => Encoder::Anthropic(anthropic::Encoder::new(from)),
+            },
+            ended: false,
+            error: None,
+            estimated_output_tokens: 0,
+            events: Vec::new(),
+            sse: Vec::new(),
+        })
+    }
+
+    /// Feeds upstream bytes; returns the client SSE text they complete.
+    pub fn feed(&mut self, bytes: &[u8]) -> String {
+        let mut out = String::new();
+        if self.ended {
+            return out;
+        }
+        let mut sse = std::mem::take(&mut self.sse);
+        let parsed = self.parser.feed(bytes, &mut sse);
+        self.process(&mut sse, &mut out);
+        self.sse = sse;
+        if let Err(e) = parsed {
+            self.fail(e, &mut out);
+        }
+        out
+    }
+
+    /// Ends the upstream stream; returns the last client SSE text. A stream
+    /// that ends before its final event gets an error event.
+    pub fn finish(&mut self) -> String {
+        let mut out = String::new();
+        if self.ended {
+            return out;
+        }
+        let mut sse = std::mem::take(&mut self.sse);
+        let parsed = self.parser.finish(&mut sse);
+        self.process(&mut sse, &mut out);
+        if let Err(e) = parsed {
+            self.fail(e, &mut out);
+        }
+        if !self.ended {
+            self.fail(CoreError::stream("upstream stream ended before the message completed"), &mut out);
+        }
+        out
+    }
+
+    /// The error that ended the stream, if it did not complete normally.
+    pub fn error(&self) -> Option<&CoreError> {
+        self.error.as_ref()
+    }
+
+    /// Whether the stream has ended (completed, failed, or errored upstream).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    fn process(&mut self, sse: &mut Vec<SseEvent>, out: &mut String) {
+        for ev in sse.drain(..) {
+            if self.ended {
+                break;
+            }
+            let mut events = std::mem::take(&mut self.events);
+            let decoded = match &mut self.decoder {
+                Decoder::OpenAi(d) => d.decode(&ev.data, &self.ctx, &mut events),
+                Decoder::Anthropic(d) => d.decode(&ev.data, &mut events),
+            };
+            for e in events.drain(..) {
+                self.emit(e, out);
+            }
+            self.events = events;
+            if let Err(e) = decoded {
+                self.fail(e, out);
+            }
+        }
+    }
+
+    fn emit(&mut self, mut ev: StreamEvent, out: &mut String) {
+        if self.ended {
+            return;
+        }
+        match &mut ev {
+            StreamEvent::Delta { delta: Delta::Text(t) | Delta::Thinking(t) | Delta::ToolArgs(t), .. } => {
+                self.estimated_output_tokens += tokenizer::count(t);
+            }
+            StreamEvent::Finish { usage, .. } if usage.is_none() => {
+                // No usage from the upstream: estimate the output side.
+                *usage = Some(Usage { output_tokens: self.estimated_output_tokens, ..Usage::default() });
+            }
+            StreamEvent::Done => self.ended = true,
+            StreamEvent::Error { kind, message } => {
+                self.ended = true;
+                self.error =
+                    Some(CoreError::new(ErrorKind::Upstream, "", format!("upstream stream error {kind}: {message}")));
+            }
+            _ => {}
+        }
+        match &mut self.encoder {
+            Encoder::OpenAi(e) => e.encode(&ev, &self.ctx, out),
+            Encoder::Anthropic(e) => e.encode(&ev, &self.ctx, out),
+        }
+    }
+
+    fn fail(&mut self, err: CoreError, out: &mut String) {
+        if self.ended {
+            return;
+        }
+        let ev = StreamEvent::Error { kind: String::new(), message: format!("shadowgate: {}", err.message) };
+        match &mut self.encoder {
+            Encoder::OpenAi(e) => e.encode(&ev, &self.ctx, out),
+            Encoder::Anthropic(e) => e.encode(&ev, &self.ctx, out),
+        }
+        self.ended = true;
+        self.error = Some(if err.kind == ErrorKind::InvalidJson || err.kind == ErrorKind::InvalidInput {
+            CoreError::stream(format!("malformed upstream event: {}", err.message))
+        } else {
+            err
+        });
+    }
+}
+
+/// Converts a whole upstream stream in one call (tests, replay, CLI).
+pub fn convert_stream(ctx: &Context, opts: &StreamOptions, chunks: &[&[u8]]) -> Result<(String, Option<CoreError>)> {
+    let mut s = StreamSession::new(ctx.clone(), opts)?;
+    let mut out = String::new();
+    for c in chunks {
+        out.push_str(&s.feed(c));
+    }
+    out.push_str(&s.finish());
+    Ok((out, s.error().cloned()))
+}
