@@ -1,6 +1,11 @@
 //! The `shadowgate` binary: parses flags and calls the library.
 
 use clap::{Parser, Subcommand};
+use shadowgate::convert::{self, ConvertOptions, Kind};
+use shadowgate::runtime::{RuntimeKind, WasmConfig, WasmRuntime};
+use shadowgate_core::{Context, Protocol};
+use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Shadow-traffic, dual-runtime migration harness for an LLM API conversion core.
@@ -11,17 +16,115 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RuntimeArg {
+    Native,
+    Wasm,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Convert a request, response or stream read from stdin; write the result to stdout.
+    Convert {
+        /// Source protocol: openai-chat or anthropic-messages.
+        #[arg(long, value_parser = parse_protocol)]
+        from: Protocol,
+        /// Target protocol: openai-chat or anthropic-messages.
+        #[arg(long, value_parser = parse_protocol)]
+        to: Protocol,
+        /// What stdin holds.
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// Which runtime runs the core.
+        #[arg(long, value_enum, default_value = "native")]
+        runtime: RuntimeArg,
+        /// A wasm guest to load instead of the embedded one (implies --runtime wasm).
+        #[arg(long)]
+        guest: Option<PathBuf>,
+        /// Compat profile (default: the upstream protocol's).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Upstream model to put in a converted request.
+        #[arg(long)]
+        model: Option<String>,
+        /// Request id the generated ids derive from.
+        #[arg(long, default_value = "req_cli")]
+        request_id: String,
+        /// `created` timestamp (Unix seconds); default: now.
+        #[arg(long)]
+        created: Option<i64>,
+        /// Streams to OpenAI clients: end with the usage chunk.
+        #[arg(long)]
+        include_usage: bool,
+    },
+    /// Print the capabilities of the wasm guest (embedded, or --guest).
+    GuestInfo {
+        /// A wasm guest to inspect instead of the embedded one.
+        #[arg(long)]
+        guest: Option<PathBuf>,
+    },
     /// Run the end-to-end demo (mock upstream, proxy, shadow diff, report).
     Demo,
 }
 
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    Protocol::parse(s, "").map_err(|e| e.message)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Demo => {
-            eprintln!("shadowgate demo: not available yet; the conversion core is in place (see README, `make test`).");
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shadowgate: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Convert { from, to, kind, runtime, guest, profile, model, request_id, created, include_usage } => {
+            let kind_rt = if guest.is_some() { RuntimeKind::Wasm } else { runtime_kind(runtime) };
+            let rt = convert::build_runtime(kind_rt, guest.as_deref())?;
+            let mut input = Vec::new();
+            std::io::stdin().read_to_end(&mut input)?;
+            let ctx = Context { request_id, created: created.unwrap_or_else(now), id_seed: 0 };
+            let opts = ConvertOptions { from, to, kind, ctx, profile, model, include_usage };
+            let stdout = std::io::stdout();
+            match convert::convert(rt.as_ref(), &opts, &input, &mut stdout.lock()) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("shadowgate: {e}");
+                    Ok(ExitCode::from(e.exit_code()))
+                }
+            }
+        }
+        Command::GuestInfo { guest } => {
+            let rt = match guest {
+                Some(p) => WasmRuntime::from_file(&p, WasmConfig::default())?,
+                None => WasmRuntime::embedded(WasmConfig::default())?,
+            };
+            let text = serde_json::to_string_pretty(&convert::guest_info(&rt))?;
+            // A closed stdout (e.g. `| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            eprintln!(
+                "shadowgate demo: not available yet; the conversion core and both runtimes are in place (see README)."
+            );
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn runtime_kind(r: RuntimeArg) -> RuntimeKind {
+    match r {
+        RuntimeArg::Native => RuntimeKind::Native,
+        RuntimeArg::Wasm => RuntimeKind::Wasm,
     }
 }

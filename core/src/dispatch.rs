@@ -34,6 +34,21 @@ pub const OPS: &[(&str, &str)] = &[
     ("tokenizer.count", "tokenizer"),
 ];
 
+/// The ABI code of an op: its position in [`OPS`] (new ops are only appended).
+pub fn op_code(name: &str) -> Option<u32> {
+    OPS.iter().position(|(o, _)| *o == name).map(|i| i as u32)
+}
+
+/// The op name of an ABI code.
+pub fn op_name(code: u32) -> Option<&'static str> {
+    OPS.get(code as usize).map(|(o, _)| *o)
+}
+
+/// The module an op belongs to (for diff attribution).
+pub fn op_module(name: &str) -> Option<&'static str> {
+    OPS.iter().find(|(o, _)| *o == name).map(|(_, m)| *m)
+}
+
 /// Every module with its version, in a stable order.
 pub const MODULES: &[(&str, &str)] = &[
     ("routing", routing::VERSION),

@@ -1,0 +1,10 @@
+//! # shadowgate
+//!
+//! The host of the shadow-traffic harness: everything with I/O. The binary
+//! (`src/main.rs`) only parses flags and calls into these modules.
+//!
+//! - [`runtime`] — the native and wasm runtimes of the conversion core behind one trait.
+//! - [`convert`] — the `convert` and `guest-info` commands.
+
+pub mod convert;
+pub mod runtime;
