@@ -38,59 +38,69 @@ fn class(c: char) -> Class {
     }
 }
 
+/// The byte length of the token starting at the beginning of `rest` (non-empty).
+fn next_token(rest: &str) -> usize {
+    let mut it = rest.char_indices().peekable();
+    let (_, c) = it.next().expect("rest is not empty");
+    let mut first = class(c);
+    // A single space attaches to the following word or punctuation run.
+    if c == ' '
+        && let Some(&(_, n)) = it.peek()
+        && class(n) != Class::Space
+    {
+        it.next();
+        first = class(n);
+    }
+    let limit = match first {
+        Class::Letter => WORD_PIECE,
+        Class::Digit => 3,
+        Class::Other => 4,
+        Class::Space => usize::MAX,
+        Class::Wide => 1,
+    };
+    let mut taken = 1;
+    while taken < limit {
+        match it.peek() {
+            Some(&(_, n)) if class(n) == first => {
+                it.next();
+                taken += 1;
+            }
+            _ => break,
+        }
+    }
+    it.peek().map_or(rest.len(), |&(i, _)| i)
+}
+
 /// Splits `text` into tokens (slices of `text`, in order, covering all of it).
 pub fn tokens(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let end_of = |i: usize| chars.get(i).map_or(text.len(), |c| c.0);
-    let mut i = 0;
-    while i < chars.len() {
-        let start = i;
-        let (_, c) = chars[i];
-        // A single space attaches to the following word or punctuation run.
-        let lead = usize::from(c == ' ' && chars.get(i + 1).is_some_and(|n| !matches!(class(n.1), Class::Space)));
-        let first = class(chars[i + lead].1);
-        let mut j = i + lead + 1;
-        match first {
-            Class::Letter => {
-                while j < chars.len() && class(chars[j].1) == Class::Letter && j - (i + lead) < WORD_PIECE {
-                    j += 1;
-                }
-            }
-            Class::Digit => {
-                while j < chars.len() && class(chars[j].1) == Class::Digit && j - (i + lead) < 3 {
-                    j += 1;
-                }
-            }
-            Class::Space => {
-                while j < chars.len() && class(chars[j].1) == Class::Space {
-                    j += 1;
-                }
-            }
-            Class::Wide => {}
-            Class::Other => {
-                while j < chars.len() && class(chars[j].1) == Class::Other && j - (i + lead) < 4 {
-                    j += 1;
-                }
-            }
-        }
-        out.push(&text[end_of(start)..end_of(j)]);
-        i = j;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let n = next_token(rest);
+        out.push(&rest[..n]);
+        rest = &rest[n..];
     }
     out
 }
 
 /// The number of tokens in `text`.
 pub fn count(text: &str) -> u64 {
-    tokens(text).len() as u64
+    let (mut rest, mut n) = (text, 0);
+    while !rest.is_empty() {
+        rest = &rest[next_token(rest)..];
+        n += 1;
+    }
+    n
 }
 
 /// SHA-256 (hex) over the token sequence, each token followed by a NUL byte.
 pub fn digest(text: &str) -> String {
-    let mut h = Sha256::new();
-    for t in tokens(text) {
-        h.update(t.as_bytes());
+    let (mut h, mut rest) = (Sha256::new(), text);
+    while !rest.is_empty() {
+        let n = next_token(rest);
+        h.update(&rest.as_bytes()[..n]);
         h.update([0]);
+        rest = &rest[n..];
     }
     hex(&h.finalize())
 }

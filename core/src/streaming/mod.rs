@@ -76,6 +76,10 @@ impl StreamSession {
     pub fn new(ctx: Context, opts: &StreamOptions) -> Result<StreamSession> {
         let from = Protocol::parse(&opts.from, "/from")?;
         let to = Protocol::parse(&opts.to, "/to")?;
+        let encoder = match to {
+            Protocol::OpenAiChat => Encoder::OpenAi(openai::Encoder::new(from, opts.include_usage, &ctx)),
+            Protocol::AnthropicMessages => Encoder::Anthropic(anthropic::Encoder::new(from)),
+        };
         Ok(StreamSession {
             ctx,
             parser: SseParser::new(opts.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES)),
@@ -83,10 +87,7 @@ impl StreamSession {
                 Protocol::OpenAiChat => Decoder::OpenAi(openai::Decoder::default()),
                 Protocol::AnthropicMessages => Decoder::Anthropic(anthropic::Decoder::default()),
             },
-            encoder: match to {
-                Protocol::OpenAiChat => Encoder::OpenAi(openai::Encoder::new(from, opts.include_usage)),
-                Protocol::AnthropicMessages => Encoder::Anthropic(anthropic::Encoder::new(from)),
-            },
+            encoder,
             ended: false,
             error: None,
             estimated_output_tokens: 0,

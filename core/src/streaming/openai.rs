@@ -191,6 +191,8 @@ struct RawBlock {
 pub struct Encoder {
     source: Protocol,
     include_usage: bool,
+    /// The completion id, derived once per stream.
+    id: String,
     model: String,
     next_tool: u64,
     /// Canonical block index → OpenAI tool-call index.
@@ -200,10 +202,11 @@ pub struct Encoder {
 
 impl Encoder {
     /// An encoder for events decoded from `source`; `include_usage` is the client's `stream_options.include_usage`.
-    pub fn new(source: Protocol, include_usage: bool) -> Encoder {
+    pub fn new(source: Protocol, include_usage: bool, ctx: &Context) -> Encoder {
         Encoder {
             source,
             include_usage,
+            id: ctx.openai_completion_id(),
             model: String::new(),
             next_tool: 0,
             tools: BTreeMap::new(),
@@ -213,7 +216,7 @@ impl Encoder {
 
     fn chunk(&self, ctx: &Context, delta: Value, finish: Option<&str>, out: &mut String) {
         let chunk = json!({
-            "id": ctx.openai_completion_id(),
+            "id": self.id,
             "object": "chat.completion.chunk",
             "created": ctx.created,
             "model": self.model,
@@ -290,7 +293,7 @@ impl Encoder {
                     let usage =
                         encode_openai_usage(&usage.clone().unwrap_or_default(), self.source == Protocol::OpenAiChat);
                     let chunk = json!({
-                        "id": ctx.openai_completion_id(), "object": "chat.completion.chunk", "created": ctx.created,
+                        "id": self.id, "object": "chat.completion.chunk", "created": ctx.created,
                         "model": self.model, "choices": [], "usage": usage,
                     });
                     data(out, &chunk);

@@ -2,7 +2,9 @@
 //! deadline and memory cap applied and every failure classified.
 
 use crate::runtime::RuntimeError;
-use wasmtime::{Instance as WasmInstance, InstancePre, Memory, ResourceLimiter, Store, Trap, TypedFunc};
+use wasmtime::{
+    Func, Instance as WasmInstance, InstancePre, Memory, Module, ModuleExport, ResourceLimiter, Store, Trap, TypedFunc,
+};
 
 /// Caps memory growth and remembers whether the cap was hit.
 pub struct Limiter {
@@ -47,45 +49,93 @@ pub struct Instance {
     alloc: TypedFunc<u32, u32>,
     free: TypedFunc<(u32, u32), ()>,
     call: TypedFunc<(u32, u32, u32), u64>,
-    stream_open: Option<TypedFunc<(u32, u32), u64>>,
-    stream_feed: Option<TypedFunc<(u32, u32, u32), u64>>,
-    stream_close: Option<TypedFunc<u32, u64>>,
-    panic_message: Option<TypedFunc<(), u64>>,
-    abi_version: TypedFunc<(), u32>,
-    capabilities: TypedFunc<(), u64>,
+    // Exports used rarely are typed when used, keeping instantiation cheap.
+    stream_open: Option<Func>,
+    stream_feed: Option<Func>,
+    stream_close: Option<Func>,
+    panic_message: Option<Func>,
+    abi_version: Option<Func>,
+    capabilities: Option<Func>,
     limits: Limits,
     /// Calls served so far (for recycling).
     pub calls: u32,
 }
 
-fn export<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
-    store: &mut Store<Host>,
-    inst: &WasmInstance,
+/// The guest's exports, resolved once per module so each instantiation skips
+/// the name lookups.
+pub struct Exports {
+    memory: Option<ModuleExport>,
+    alloc: Option<ModuleExport>,
+    free: Option<ModuleExport>,
+    call: Option<ModuleExport>,
+    abi_version: Option<ModuleExport>,
+    capabilities: Option<ModuleExport>,
+    stream_open: Option<ModuleExport>,
+    stream_feed: Option<ModuleExport>,
+    stream_close: Option<ModuleExport>,
+    panic_message: Option<ModuleExport>,
+}
+
+impl Exports {
+    /// Resolves the ABI exports of `module` (missing ones are reported at instantiation).
+    pub fn new(module: &Module) -> Exports {
+        let get = |name| module.get_export_index(name);
+        Exports {
+            memory: get("memory"),
+            alloc: get("sg_alloc"),
+            free: get("sg_free"),
+            call: get("sg_call"),
+            abi_version: get("sg_abi_version"),
+            capabilities: get("sg_capabilities"),
+            stream_open: get("sg_stream_open"),
+            stream_feed: get("sg_stream_feed"),
+            stream_close: get("sg_stream_close"),
+            panic_message: get("sg_panic_message"),
+        }
+    }
+}
+
+fn func(store: &mut Store<Host>, inst: &WasmInstance, index: &Option<ModuleExport>) -> Option<Func> {
+    index.as_ref().and_then(|i| inst.get_module_export(&mut *store, i)).and_then(|e| e.into_func())
+}
+
+fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    store: &Store<Host>,
+    func: Option<&Func>,
     name: &str,
 ) -> Result<TypedFunc<P, R>, String> {
-    inst.get_typed_func::<P, R>(&mut *store, name).map_err(|e| format!("export `{name}`: {e}"))
+    let func = func.ok_or_else(|| format!("export `{name}` is missing or not a function"))?;
+    func.typed::<P, R>(store).map_err(|e| format!("export `{name}`: {e}"))
 }
 
 impl Instance {
     /// Instantiates the guest in a fresh store.
-    pub fn new(pre: &InstancePre<Host>, limits: Limits) -> Result<Instance, String> {
+    pub fn new(pre: &InstancePre<Host>, exports: &Exports, limits: Limits) -> Result<Instance, String> {
         let mut store =
             Store::new(pre.module().engine(), Host { limiter: Limiter { cap: limits.memory_bytes, hit: false } });
         store.limiter(|h| &mut h.limiter);
         store.set_epoch_deadline(limits.deadline_ticks);
         store.epoch_deadline_trap();
         let inst = pre.instantiate(&mut store).map_err(|e| format!("instantiation failed: {e}"))?;
-        let memory = inst.get_memory(&mut store, "memory").ok_or("export `memory` is missing")?;
+        let memory = exports
+            .memory
+            .as_ref()
+            .and_then(|i| inst.get_module_export(&mut store, i))
+            .and_then(|e| e.into_memory())
+            .ok_or("export `memory` is missing or not a memory")?;
+        let e = exports;
+        let (alloc, free, call) =
+            (func(&mut store, &inst, &e.alloc), func(&mut store, &inst, &e.free), func(&mut store, &inst, &e.call));
         Ok(Instance {
-            alloc: export(&mut store, &inst, "sg_alloc")?,
-            free: export(&mut store, &inst, "sg_free")?,
-            call: export(&mut store, &inst, "sg_call")?,
-            abi_version: export(&mut store, &inst, "sg_abi_version")?,
-            capabilities: export(&mut store, &inst, "sg_capabilities")?,
-            stream_open: export(&mut store, &inst, "sg_stream_open").ok(),
-            stream_feed: export(&mut store, &inst, "sg_stream_feed").ok(),
-            stream_close: export(&mut store, &inst, "sg_stream_close").ok(),
-            panic_message: export(&mut store, &inst, "sg_panic_message").ok(),
+            alloc: typed(&store, alloc.as_ref(), "sg_alloc")?,
+            free: typed(&store, free.as_ref(), "sg_free")?,
+            call: typed(&store, call.as_ref(), "sg_call")?,
+            abi_version: func(&mut store, &inst, &e.abi_version),
+            capabilities: func(&mut store, &inst, &e.capabilities),
+            stream_open: func(&mut store, &inst, &e.stream_open),
+            stream_feed: func(&mut store, &inst, &e.stream_feed),
+            stream_close: func(&mut store, &inst, &e.stream_close),
+            panic_message: func(&mut store, &inst, &e.panic_message),
             store,
             memory,
             limits,
@@ -95,7 +145,22 @@ impl Instance {
 
     /// Whether the instance has every export a stream needs.
     pub fn has_streams(&self) -> bool {
-        self.stream_open.is_some() && self.stream_feed.is_some() && self.stream_close.is_some()
+        let s = &self.store;
+        typed::<(u32, u32), u64>(s, self.stream_open.as_ref(), "").is_ok()
+            && typed::<(u32, u32, u32), u64>(s, self.stream_feed.as_ref(), "").is_ok()
+            && typed::<u32, u64>(s, self.stream_close.as_ref(), "").is_ok()
+    }
+
+    /// Types a lazily-resolved export, as an ABI error when it does not fit.
+    fn lazy<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+        &self,
+        f: &Option<Func>,
+        name: &str,
+    ) -> Result<TypedFunc<P, R>, RuntimeError> {
+        match f {
+            None => Err(RuntimeError::Unsupported(name.into())),
+            Some(f) => typed(&self.store, Some(f), name).map_err(RuntimeError::Abi),
+        }
     }
 
     fn arm(&mut self) {
@@ -110,7 +175,7 @@ impl Instance {
         if self.store.data().limiter.hit {
             return RuntimeError::MemoryLimit(self.limits.memory_bytes);
         }
-        if let Some(f) = self.panic_message.clone() {
+        if let Ok(f) = self.lazy::<(), u64>(&self.panic_message, "sg_panic_message") {
             self.arm();
             if let Ok(packed) = f.call(&mut self.store, ())
                 && let Ok(msg) = self.read(packed)
@@ -168,7 +233,7 @@ impl Instance {
 
     /// `sg_stream_open(options)`.
     pub fn stream_open(&mut self, options: &[u8]) -> Result<Vec<u8>, RuntimeError> {
-        let f = self.stream_open.clone().ok_or_else(|| RuntimeError::Unsupported("streams".into()))?;
+        let f = self.lazy::<(u32, u32), u64>(&self.stream_open, "sg_stream_open")?;
         let (ptr, len) = self.put(options)?;
         self.arm();
         let packed = f.call(&mut self.store, (ptr, len)).map_err(|e| self.classify(e))?;
@@ -177,7 +242,7 @@ impl Instance {
 
     /// `sg_stream_feed(handle, bytes)`.
     pub fn stream_feed(&mut self, handle: u32, bytes: &[u8]) -> Result<Vec<u8>, RuntimeError> {
-        let f = self.stream_feed.clone().ok_or_else(|| RuntimeError::Unsupported("streams".into()))?;
+        let f = self.lazy::<(u32, u32, u32), u64>(&self.stream_feed, "sg_stream_feed")?;
         let (ptr, len) = self.put(bytes)?;
         self.arm();
         let packed = f.call(&mut self.store, (handle, ptr, len)).map_err(|e| self.classify(e))?;
@@ -186,7 +251,7 @@ impl Instance {
 
     /// `sg_stream_close(handle)`.
     pub fn stream_close(&mut self, handle: u32) -> Result<Vec<u8>, RuntimeError> {
-        let f = self.stream_close.clone().ok_or_else(|| RuntimeError::Unsupported("streams".into()))?;
+        let f = self.lazy::<u32, u64>(&self.stream_close, "sg_stream_close")?;
         self.arm();
         let packed = f.call(&mut self.store, handle).map_err(|e| self.classify(e))?;
         self.take(packed)
@@ -195,14 +260,14 @@ impl Instance {
     /// `sg_abi_version()`.
     pub fn abi_version(&mut self) -> Result<u32, RuntimeError> {
         self.arm();
-        let f = self.abi_version.clone();
+        let f = self.lazy::<(), u32>(&self.abi_version, "sg_abi_version")?;
         f.call(&mut self.store, ()).map_err(|e| self.classify(e))
     }
 
     /// `sg_capabilities()`, as raw JSON bytes.
     pub fn capabilities(&mut self) -> Result<Vec<u8>, RuntimeError> {
         self.arm();
-        let f = self.capabilities.clone();
+        let f = self.lazy::<(), u64>(&self.capabilities, "sg_capabilities")?;
         let packed = f.call(&mut self.store, ()).map_err(|e| self.classify(e))?;
         self.take(packed)
     }

@@ -12,7 +12,7 @@ mod instance;
 
 use super::native::FailedStream;
 use super::{Capabilities, Runtime, RuntimeError, RuntimeKind, Stream};
-use instance::{Host, Instance, Limits};
+use instance::{Exports, Host, Instance, Limits};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shadowgate_core::dispatch;
@@ -184,6 +184,7 @@ pub struct WasmStats {
 
 struct Inner {
     pre: InstancePre<Host>,
+    exports: Exports,
     limits: Limits,
     mode: InstanceMode,
     recycle_after: u32,
@@ -205,7 +206,7 @@ impl Inner {
             return Ok(i);
         }
         let start = Instant::now();
-        let inst = Instance::new(&self.pre, self.limits).map_err(RuntimeError::Unavailable)?;
+        let inst = Instance::new(&self.pre, &self.exports, self.limits).map_err(RuntimeError::Unavailable)?;
         self.counters.instantiations.fetch_add(1, Ordering::Relaxed);
         self.counters.instantiate_ns.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(inst)
@@ -287,6 +288,7 @@ impl WasmRuntime {
         if !imports.is_empty() {
             return Err(LoadError::Imports(source.into(), imports.join(", ")));
         }
+        let exports = Exports::new(&module);
         let pre = Linker::new(&engine)
             .instantiate_pre(&module)
             .map_err(|e| LoadError::Invalid(source.into(), e.to_string()))?;
@@ -318,7 +320,7 @@ impl WasmRuntime {
         };
 
         let probe = (|| {
-            let mut probe = Instance::new(&pre, limits).map_err(|e| LoadError::Exports(source.into(), e))?;
+            let mut probe = Instance::new(&pre, &exports, limits).map_err(|e| LoadError::Exports(source.into(), e))?;
             let found = probe
                 .abi_version()
                 .map_err(|e| LoadError::Exports(source.into(), format!("sg_abi_version failed: {e}")))?;
@@ -352,6 +354,7 @@ impl WasmRuntime {
 
         let inner = Arc::new(Inner {
             pre,
+            exports,
             limits,
             mode: config.instance_mode,
             recycle_after: config.recycle_after.max(1),
