@@ -5,6 +5,9 @@
 //!
 //! - [`runtime`] — the native and wasm runtimes of the conversion core behind one trait.
 //! - [`convert`] — the `convert` and `guest-info` commands.
+//! - [`diff`] — the diff engine and versioned rulesets.
 
 pub mod convert;
+pub mod diff;
+pub mod diff_cmd;
 pub mod runtime;

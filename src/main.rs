@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use shadowgate::convert::{self, ConvertOptions, Kind};
+use shadowgate::diff_cmd::{self, DiffKindArg};
 use shadowgate::runtime::{RuntimeKind, WasmConfig, WasmRuntime};
 use shadowgate_core::{Context, Protocol};
 use std::io::{Read, Write};
@@ -14,6 +15,12 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -62,6 +69,26 @@ enum Command {
         /// A wasm guest to inspect instead of the embedded one.
         #[arg(long)]
         guest: Option<PathBuf>,
+    },
+    /// Compare two captured outputs (JSON bodies or raw SSE) as the shadow path does.
+    /// Exit 0 on match or ignored, 1 on mismatch, 2 on bad input.
+    Diff {
+        /// Protocol of both outputs.
+        #[arg(long, value_parser = parse_protocol)]
+        protocol: Protocol,
+        /// What the files hold.
+        #[arg(long, value_enum)]
+        kind: DiffKindArg,
+        /// Left (primary) output.
+        a: PathBuf,
+        /// Right (shadow) output.
+        b: PathBuf,
+        /// Ruleset: a file, or a published version such as `v1` (default: rulesets/CURRENT).
+        #[arg(long)]
+        ruleset: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Run the end-to-end demo (mock upstream, proxy, shadow diff, report).
     Demo,
@@ -112,6 +139,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             // A closed stdout (e.g. `| head`) is not an error worth a panic.
             let _ = writeln!(std::io::stdout().lock(), "{text}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { protocol, kind, a, b, ruleset, format } => {
+            let res = match diff_cmd::run(protocol, kind, &a, &b, ruleset.as_deref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("shadowgate: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let text = match format {
+                Format::Text => diff_cmd::render_text(&res),
+                Format::Json => serde_json::to_string_pretty(&res)? + "\n",
+            };
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            Ok(if res.agrees() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Demo => {
             eprintln!(

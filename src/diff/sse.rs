@@ -1,0 +1,191 @@
+//! Client SSE output → canonical events, with adjacent deltas of one block
+//! merged, so that chunking is never a difference but content is.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use shadowgate_core::Protocol;
+use shadowgate_core::streaming::SseParser;
+use shadowgate_core::tokenizer;
+
+/// One canonical event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CanonEvent {
+    /// Event type, e.g. `content_block_delta:text_delta`, `content`, `finish`.
+    pub event_type: String,
+    /// Position in the canonical sequence.
+    pub ordinal_index: usize,
+    /// The event's JSON (merged, for deltas).
+    pub normalized_payload: Value,
+    /// SHA-256 of the token sequence, for text-bearing events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_digest: Option<String>,
+}
+
+/// A stream in canonical form.
+#[derive(Debug, Clone, Default)]
+pub struct CanonStream {
+    /// The events.
+    pub events: Vec<CanonEvent>,
+    /// All generated text, in order (for the stream's token digest).
+    pub text: String,
+}
+
+/// A mergeable piece: (kind, block key, text).
+struct Atom {
+    kind: String,
+    key: u64,
+    text: String,
+}
+
+enum Item {
+    Event(String, Value),
+    Atom(Atom),
+}
+
+/// Parses `text` (the client SSE of `protocol`) into canonical events.
+pub fn canonical_events(protocol: Protocol, text: &[u8], merge: bool) -> Result<CanonStream, String> {
+    let mut parser = SseParser::new(usize::MAX);
+    let mut raw = Vec::new();
+    parser.feed(text, &mut raw).and_then(|_| parser.finish(&mut raw)).map_err(|e| e.message)?;
+    let mut items = Vec::new();
+    for (i, ev) in raw.iter().enumerate() {
+        if ev.data.trim() == "[DONE]" {
+            items.push(Item::Event("done".into(), Value::Null));
+            continue;
+        }
+        let v: Value = serde_json::from_str(&ev.data).map_err(|e| format!("event {i} is not JSON: {e}"))?;
+        match protocol {
+            Protocol::AnthropicMessages => anthropic_items(v, &mut items),
+            Protocol::OpenAiChat => openai_items(v, &mut items),
+        }
+    }
+    let mut stream = CanonStream::default();
+    let mut pending: Option<Atom> = None;
+    let flush = |pending: &mut Option<Atom>, stream: &mut CanonStream| {
+        if let Some(a) = pending.take() {
+            stream.text.push_str(&a.text);
+            let payload = json!({"type": a.kind, "index": a.key, "text": a.text});
+            let n = stream.events.len();
+            stream.events.push(CanonEvent {
+                event_type: a.kind,
+                ordinal_index: n,
+                token_digest: Some(tokenizer::digest(&a.text)),
+                normalized_payload: payload,
+            });
+        }
+    };
+    for item in items {
+        match item {
+            Item::Atom(a) => match &mut pending {
+                Some(p) if merge && p.kind == a.kind && p.key == a.key => p.text.push_str(&a.text),
+                _ => {
+                    flush(&mut pending, &mut stream);
+                    pending = Some(a);
+                }
+            },
+            Item::Event(t, payload) => {
+                flush(&mut pending, &mut stream);
+                let n = stream.events.len();
+                stream.events.push(CanonEvent {
+                    event_type: t,
+                    ordinal_index: n,
+                    normalized_payload: payload,
+                    token_digest: None,
+                });
+            }
+        }
+    }
+    flush(&mut pending, &mut stream);
+    Ok(stream)
+}
+
+fn anthropic_items(v: Value, items: &mut Vec<Item>) {
+    let t = v["type"].as_str().unwrap_or("unknown").to_string();
+    match t.as_str() {
+        "ping" => {}
+        "content_block_delta" => {
+            let d = &v["delta"];
+            let dt = d["type"].as_str().unwrap_or("unknown");
+            let field = match dt {
+                "text_delta" => "text",
+                "input_json_delta" => "partial_json",
+                "thinking_delta" => "thinking",
+                "signature_delta" => "signature",
+                _ => "",
+            };
+            match d.get(field).and_then(Value::as_str) {
+                Some(text) => items.push(Item::Atom(Atom {
+                    kind: format!("content_block_delta:{dt}"),
+                    key: v["index"].as_u64().unwrap_or(0),
+                    text: text.to_string(),
+                })),
+                None => items.push(Item::Event(format!("content_block_delta:{dt}"), v)),
+            }
+        }
+        _ => items.push(Item::Event(t, v)),
+    }
+}
+
+fn openai_items(v: Value, items: &mut Vec<Item>) {
+    if v.get("error").is_some() {
+        items.push(Item::Event("error".into(), v));
+        return;
+    }
+    let Some(choice) = v["choices"].get(0) else {
+        if !v["usage"].is_null() {
+            items.push(Item::Event("usage".into(), json!({"usage": v["usage"]})));
+        }
+        return;
+    };
+    let d = &choice["delta"];
+    if let Some(role) = d.get("role") {
+        // The first chunk carries the envelope: id, created, model.
+        items.push(Item::Event(
+            "role".into(),
+            json!({"id": v["id"], "created": v["created"], "model": v["model"], "role": role}),
+        ));
+    }
+    for (field, kind) in [("reasoning_content", "reasoning"), ("content", "content"), ("refusal", "refusal")] {
+        if let Some(t) = d.get(field).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            items.push(Item::Atom(Atom { kind: kind.into(), key: 0, text: t.to_string() }));
+        }
+    }
+    for key in ["thinking_blocks", "provider_content"] {
+        if let Some(x) = d.get(key) {
+            items.push(Item::Event(key.into(), json!({key: x})));
+        }
+    }
+    for call in d["tool_calls"].as_array().into_iter().flatten() {
+        let index = call["index"].as_u64().unwrap_or(0);
+        if call.get("id").is_some() || call["function"].get("name").is_some() {
+            items.push(Item::Event(
+                "tool_call".into(),
+                json!({"index": index, "id": call["id"], "name": call["function"]["name"]}),
+            ));
+        }
+        if let Some(a) = call["function"]["arguments"].as_str().filter(|a| !a.is_empty()) {
+            items.push(Item::Atom(Atom { kind: "tool_arguments".into(), key: index, text: a.to_string() }));
+        }
+    }
+    if let Some(f) = choice.get("finish_reason").filter(|f| !f.is_null()) {
+        items.push(Item::Event("finish".into(), json!({"finish_reason": f})));
+    }
+    if !v["usage"].is_null() && v.get("usage").is_some() {
+        items.push(Item::Event("usage".into(), json!({"usage": v["usage"]})));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjacent_deltas_merge_and_keepalives_drop() {
+        let a = b"event: ping\ndata: {\"type\":\"ping\"}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"lo\"}}\n\n";
+        let s = canonical_events(Protocol::AnthropicMessages, a, true).unwrap();
+        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.events[0].normalized_payload["text"], "Hello");
+        assert_eq!(s.text, "Hello");
+        assert_eq!(canonical_events(Protocol::AnthropicMessages, a, false).unwrap().events.len(), 2);
+    }
+}
