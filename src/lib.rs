@@ -7,7 +7,10 @@
 //! - [`convert`] — the `convert` and `guest-info` commands.
 //! - [`diff`] — the diff engine and versioned rulesets.
 
+pub mod case;
 pub mod convert;
 pub mod diff;
 pub mod diff_cmd;
+pub mod noise_probe;
+pub mod plan;
 pub mod runtime;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use shadowgate::convert::{self, ConvertOptions, Kind};
 use shadowgate::diff_cmd::{self, DiffKindArg};
+use shadowgate::noise_probe;
 use shadowgate::runtime::{RuntimeKind, WasmConfig, WasmRuntime};
 use shadowgate_core::{Context, Protocol};
 use std::io::{Read, Write};
@@ -90,6 +91,21 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Learn noise: run the same runtime twice with different contexts over
+    /// cases and propose the paths that differ as a new ruleset version.
+    NoiseProbe {
+        /// A case file or folder (readable case format).
+        cases: PathBuf,
+        /// Candidate guest compared with the native runtime (default: the embedded guest).
+        #[arg(long)]
+        guest: Option<PathBuf>,
+        /// Ruleset the proposal starts from (default: rulesets/CURRENT).
+        #[arg(long)]
+        ruleset: Option<String>,
+        /// Where to write the proposal (default: rulesets/proposed-vN+1.toml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run the end-to-end demo (mock upstream, proxy, shadow diff, report).
     Demo,
 }
@@ -155,6 +171,53 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
             Ok(if res.agrees() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
+        Command::NoiseProbe { cases, guest, ruleset, out } => {
+            let cases = shadowgate::case::load(&cases)?;
+            let rules = shadowgate::diff::Ruleset::load(ruleset.as_deref())?;
+            let native = shadowgate::runtime::NativeRuntime::new();
+            let candidate = convert::build_runtime(RuntimeKind::Wasm, guest.as_deref())?;
+            let report = noise_probe::probe(&cases, &native, candidate.as_ref(), &rules);
+            let mut text = format!(
+                "probed {} cases, {} module calls; {} unstable under a repeated context\n",
+                report.cases, report.calls, report.unstable_calls
+            );
+            for p in &report.paths {
+                text += &format!(
+                    "{:<10} {:<9} {:<19} {:<40} raw {:>3}  noise {:>3}{}\n",
+                    p.module,
+                    p.kind,
+                    p.protocol,
+                    p.path,
+                    p.raw,
+                    p.noise,
+                    if p.noise > 0 && p.covered {
+                        "  (covered)"
+                    } else if p.noise > 0 {
+                        "  (proposed)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            let created = humantime_now();
+            match noise_probe::proposal(&report, &rules, &created) {
+                Some(proposal) => {
+                    let path = out.unwrap_or_else(|| {
+                        PathBuf::from(format!("rulesets/proposed-v{}.toml", rules.file.version + 1))
+                    });
+                    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                    anyhow::ensure!(
+                        !name.starts_with("diff_ruleset_v"),
+                        "refusing to write {name}: published rulesets are never edited"
+                    );
+                    std::fs::write(&path, proposal)?;
+                    text += &format!("proposal written to {}\n", path.display());
+                }
+                None => text += "the current ruleset covers every noisy path; nothing to propose\n",
+            }
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            Ok(if report.unstable_calls == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Command::Demo => {
             eprintln!(
                 "shadowgate demo: not available yet; the conversion core and both runtimes are in place (see README)."
@@ -162,6 +225,24 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// The current UTC time as RFC 3339 (seconds).
+fn humantime_now() -> String {
+    let secs = now();
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn runtime_kind(r: RuntimeArg) -> RuntimeKind {

@@ -132,48 +132,59 @@ pub fn text_diff(a: &str, b: &str) -> String {
 /// normalizers applied to strings, unordered arrays sorted, whitespace and
 /// key order folded as the tolerance policy says.
 pub fn canonicalize(v: &Value, rules: &Ruleset, scope: &Scope) -> Value {
-    canon(v, "", rules, scope)
+    canon(v, &mut Vec::new(), rules, scope)
 }
 
-fn canon(v: &Value, path: &str, rules: &Ruleset, scope: &Scope) -> Value {
-    let tol = &rules.file.tolerance_policy;
+/// Walks with the path as a stack of unescaped segments, so no pointer
+/// strings are built and re-split on the way.
+fn canon(v: &Value, path: &mut Vec<String>, rules: &Ruleset, scope: &Scope) -> Value {
     match v {
         Value::Object(o) => {
             let mut keys: Vec<&String> = o.keys().collect();
-            if tol.ignore_key_order {
+            if rules.file.tolerance_policy.ignore_key_order {
                 keys.sort();
             }
             let mut out = Map::new();
             for k in keys {
-                let p = push(path, k);
-                if rules.ignored_by(&p, scope).is_none() {
-                    out.insert(k.clone(), canon(&o[k], &p, rules, scope));
+                path.push(k.clone());
+                if rules.ignored_by_segments(path, scope).is_none() {
+                    out.insert(k.clone(), canon(&o[k], path, rules, scope));
                 }
+                path.pop();
             }
             Value::Object(out)
         }
         Value::Array(a) => {
-            let mut items: Vec<Value> =
-                a.iter().enumerate().map(|(i, x)| canon(x, &push(path, &i.to_string()), rules, scope)).collect();
-            if rules.unordered.iter().any(|p| p.matches(path)) {
+            let mut items: Vec<Value> = Vec::with_capacity(a.len());
+            for (i, x) in a.iter().enumerate() {
+                path.push(i.to_string());
+                items.push(canon(x, path, rules, scope));
+                path.pop();
+            }
+            if rules.unordered.iter().any(|p| p.matches_segments(path)) {
                 items.sort_by_cached_key(|x| x.to_string());
             }
             Value::Array(items)
         }
-        Value::String(s) => {
-            let mut s = s.clone();
-            for (_, re, replacement, paths) in &rules.normalizers {
-                if paths.is_empty() || paths.iter().any(|p| p.matches(path)) {
-                    s = re.replace_all(&s, replacement.as_str()).into_owned();
-                }
-            }
-            if tol.ignore_whitespace {
-                s = s.split_whitespace().collect::<Vec<_>>().join(" ");
-            }
-            Value::String(s)
-        }
+        Value::String(s) => canon_string(s, path, rules),
         other => other.clone(),
     }
+}
+
+fn canon_string(s: &str, path: &[String], rules: &Ruleset) -> Value {
+    let mut s = std::borrow::Cow::Borrowed(s);
+    for (_, re, replacement, paths) in &rules.normalizers {
+        if paths.is_empty() || paths.iter().any(|p| p.matches_segments(path)) {
+            // replace_all borrows when nothing matches: no copy in the common case.
+            if let std::borrow::Cow::Owned(changed) = re.replace_all(&s, replacement.as_str()) {
+                s = std::borrow::Cow::Owned(changed);
+            }
+        }
+    }
+    if rules.file.tolerance_policy.ignore_whitespace {
+        s = std::borrow::Cow::Owned(s.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    Value::String(s.into_owned())
 }
 
 /// Numbers equal within the tolerance (exactly, when `tolerance` is `None`).
@@ -267,4 +278,165 @@ pub fn explaining_rule(entry: &DiffEntry, rules: &Ruleset, scope: &Scope) -> Str
         return "tolerance_policy.ignore_whitespace".into();
     }
     "tolerance_policy".into()
+}
+
+/// The outcome of one walk under the ruleset.
+#[derive(Debug, Default)]
+pub struct RuledDiff {
+    /// Differences the ruleset does not explain.
+    pub remaining: Diffs,
+    /// Rule ids that explained raw differences.
+    pub explained: std::collections::BTreeSet<String>,
+    /// Raw differences the rules explained.
+    pub explained_count: usize,
+    /// Their paths.
+    pub explained_paths: Vec<String>,
+}
+
+/// Diffs `a` and `b` in one walk, applying the ruleset only where raw values
+/// differ: no canonical copies of either tree are built.
+pub fn diff_under_rules(a: &Value, b: &Value, rules: &Ruleset, scope: &Scope) -> RuledDiff {
+    let mut out = RuledDiff::default();
+    let mut w = RuledWalk { rules, scope, segs: Vec::new(), out: &mut out };
+    w.walk(a, b);
+    out
+}
+
+struct RuledWalk<'r> {
+    rules: &'r Ruleset,
+    scope: &'r Scope,
+    segs: Vec<String>,
+    out: &'r mut RuledDiff,
+}
+
+impl RuledWalk<'_> {
+    fn pointer(&self) -> String {
+        self.segs.iter().fold(String::new(), |p, s| push(&p, s))
+    }
+
+    fn explain(&mut self, rule: &str) {
+        self.out.explained.insert(rule.to_string());
+        self.out.explained_count += 1;
+        if self.out.explained_paths.len() < MAX_ENTRIES {
+            let p = self.pointer();
+            self.out.explained_paths.push(p);
+        }
+    }
+
+    fn report(&mut self, kind: DiffKind, a: Option<&Value>, b: Option<&Value>) {
+        let p = self.pointer();
+        self.out.remaining.push(&p, kind, a, b);
+    }
+
+    fn walk(&mut self, a: &Value, b: &Value) {
+        let tol = &self.rules.file.tolerance_policy;
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                if !tol.ignore_key_order
+                    && x.keys().ne(y.keys())
+                    && x.len() == y.len()
+                    && x.keys().all(|k| y.contains_key(k))
+                {
+                    self.report(DiffKind::Changed, None, None);
+                }
+                for (k, va) in x {
+                    self.segs.push(k.clone());
+                    let vb = y.get(k);
+                    if let Some(rule) = self.rules.ignored_by_segments(&self.segs, self.scope) {
+                        if vb != Some(va) {
+                            self.explain(rule);
+                        }
+                    } else {
+                        match vb {
+                            Some(vb) => self.walk(va, vb),
+                            None => self.report(DiffKind::Removed, Some(va), None),
+                        }
+                    }
+                    self.segs.pop();
+                }
+                for (k, vb) in y {
+                    if !x.contains_key(k) {
+                        self.segs.push(k.clone());
+                        match self.rules.ignored_by_segments(&self.segs, self.scope) {
+                            Some(rule) => self.explain(rule),
+                            None => self.report(DiffKind::Added, None, Some(vb)),
+                        }
+                        self.segs.pop();
+                    }
+                }
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                if x == y {
+                    return;
+                }
+                if self.rules.unordered.iter().any(|p| p.matches_segments(&self.segs)) {
+                    let sorted = |v: &Vec<Value>| {
+                        let mut s: Vec<String> = v.iter().map(Value::to_string).collect();
+                        s.sort();
+                        s
+                    };
+                    if sorted(x) == sorted(y) {
+                        self.explain("tolerance_policy.unordered_arrays");
+                    } else {
+                        self.report(DiffKind::Changed, Some(a), Some(b));
+                    }
+                    return;
+                }
+                for i in 0..x.len().max(y.len()) {
+                    self.segs.push(i.to_string());
+                    match (x.get(i), y.get(i)) {
+                        (Some(va), Some(vb)) => self.walk(va, vb),
+                        (Some(va), None) => self.report(DiffKind::Removed, Some(va), None),
+                        (None, Some(vb)) => self.report(DiffKind::Added, None, Some(vb)),
+                        (None, None) => {}
+                    }
+                    self.segs.pop();
+                }
+            }
+            (Value::String(x), Value::String(y)) => {
+                if x == y {
+                    return;
+                }
+                let rules = self.rules;
+                for (id, re, replacement, paths) in &rules.normalizers {
+                    if paths.is_empty() || paths.iter().any(|p| p.matches_segments(&self.segs)) {
+                        let (nx, ny) =
+                            (re.replace_all(x, replacement.as_str()), re.replace_all(y, replacement.as_str()));
+                        if nx == ny {
+                            self.explain(id);
+                            return;
+                        }
+                    }
+                }
+                let (cx, cy) = (canon_string(x, &self.segs, rules), canon_string(y, &self.segs, rules));
+                if cx == cy {
+                    self.explain(if tol.ignore_whitespace {
+                        "tolerance_policy.ignore_whitespace"
+                    } else {
+                        "nondeterministic_rules"
+                    });
+                } else {
+                    self.report(DiffKind::Changed, Some(a), Some(b));
+                }
+            }
+            (Value::Number(x), Value::Number(y)) => {
+                if x == y {
+                    return;
+                }
+                if numbers_equal(x, y, Some((tol.absolute, tol.relative))) {
+                    self.explain("tolerance_policy.numeric");
+                } else {
+                    self.report(DiffKind::Changed, Some(a), Some(b));
+                }
+            }
+            _ if std::mem::discriminant(a) != std::mem::discriminant(b) => {
+                self.report(DiffKind::TypeChanged, Some(a), Some(b))
+            }
+            _ => {
+                if a != b {
+                    self.report(DiffKind::Changed, Some(a), Some(b));
+                }
+            }
+        }
+    }
 }

@@ -238,44 +238,26 @@ impl Differ {
     }
 
     fn compare_values(&self, scope: &Scope, a: &Value, b: &Value) -> DiffResult {
-        let raw = json::diff(a, b, None);
-        // Map equality ignores key order; the serialized forms do not.
-        let same_order = || serde_json::to_string(a).ok() == serde_json::to_string(b).ok();
-        if raw.total == 0 && (self.rules.file.tolerance_policy.ignore_key_order || same_order()) {
-            return self.result(scope, Outcome::Match);
-        }
-        let (ca, cb) = (json::canonicalize(a, &self.rules, scope), json::canonicalize(b, &self.rules, scope));
-        let canon = json::diff(&ca, &cb, self.tolerance());
-        let key_order_only = canon.total == 0 && raw.total == 0;
-        if canon.total == 0 && !key_order_only {
+        let d = json::diff_under_rules(a, b, &self.rules, scope);
+        if d.remaining.total == 0 {
+            if d.explained.is_empty() {
+                return self.result(scope, Outcome::Match);
+            }
             let mut res = self.result(scope, Outcome::Ignored);
-            let rules: BTreeSet<String> =
-                raw.entries.iter().map(|e| json::explaining_rule(e, &self.rules, scope)).collect();
             res.class = Some(DiffClass::Nondeterministic);
-            res.rule = Some(rules.into_iter().collect::<Vec<_>>().join(","));
-            res.diff_count = raw.total;
-            res.paths = distinct_paths(&raw.entries);
-            res.summary = json!({"entries": raw.entries});
+            res.rule = Some(d.explained.into_iter().collect::<Vec<_>>().join(","));
+            res.diff_count = d.explained_count;
+            res.paths = d.explained_paths;
+            res.summary = json!({"ignored": res.diff_count});
             return res;
         }
         let mut res = self.result(scope, Outcome::Mismatch);
-        let entries = if key_order_only {
-            vec![DiffEntry {
-                path: String::new(),
-                kind: DiffKind::Changed,
-                left: None,
-                right: None,
-                text_diff: Some("key order differs".into()),
-            }]
-        } else {
-            canon.entries
-        };
-        res.paths = distinct_paths(&entries);
+        res.paths = distinct_paths(&d.remaining.entries);
         let (class, rule) = self.classify(&res.paths);
         res.class = Some(class);
         res.rule = Some(rule);
-        res.diff_count = canon.total.max(1);
-        res.summary = json!({"entries": entries});
+        res.diff_count = d.remaining.total;
+        res.summary = json!({"entries": d.remaining.entries, "ignored": d.explained_count});
         res
     }
 

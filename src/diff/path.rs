@@ -38,8 +38,13 @@ impl PathPattern {
 
     /// Whether `path` (a JSON pointer) matches.
     pub fn matches(&self, path: &str) -> bool {
-        let segs: Vec<&str> = split(path).collect();
-        matches_from(&self.segments, &segs)
+        let segs: Vec<String> = split(path).map(unescape).collect();
+        self.matches_segments(&segs)
+    }
+
+    /// Whether the (unescaped) segments of a path match.
+    pub fn matches_segments<S: AsRef<str>>(&self, segs: &[S]) -> bool {
+        matches_from(&self.segments, segs)
     }
 }
 
@@ -47,7 +52,7 @@ fn split(p: &str) -> impl Iterator<Item = &str> {
     p.split('/').skip(1)
 }
 
-fn matches_from(pat: &[Segment], path: &[&str]) -> bool {
+fn matches_from<S: AsRef<str>>(pat: &[Segment], path: &[S]) -> bool {
     match pat.split_first() {
         None => path.is_empty(),
         Some((Segment::Any, rest)) => (0..=path.len()).any(|skip| matches_from(rest, &path[skip..])),
@@ -55,7 +60,7 @@ fn matches_from(pat: &[Segment], path: &[&str]) -> bool {
             None => false,
             Some((first, tail)) => {
                 let ok = match seg {
-                    Segment::Literal(l) => unescape(first) == *l,
+                    Segment::Literal(l) => first.as_ref() == l,
                     _ => true,
                 };
                 ok && matches_from(rest, tail)

@@ -155,6 +155,8 @@ pub struct Ruleset {
     pub file: RulesetFile,
     /// Where it came from.
     pub source: String,
+    /// The text it was parsed from.
+    pub text: String,
     pub(super) whitelist: Vec<(WhitelistRule, PathPattern)>,
     pub(super) unordered: Vec<PathPattern>,
     pub(super) normalizers: Vec<(String, Regex, String, Vec<PathPattern>)>,
@@ -209,7 +211,7 @@ impl Ruleset {
             let paths = r.paths.iter().map(|p| pattern(p, "classification.paths")).collect::<Result<_, _>>()?;
             classes.push((r.id.clone(), r.class.get_ref().clone(), paths));
         }
-        Ok(Ruleset { file, source: source.into(), whitelist, unordered, normalizers, classes })
+        Ok(Ruleset { file, source: source.into(), text: text.into(), whitelist, unordered, normalizers, classes })
     }
 
     /// Loads `spec`: a file path, or `vN` (embedded, else `rulesets/diff_ruleset_vN.toml`), or `None` for the current version.
@@ -242,6 +244,12 @@ impl Ruleset {
 
     /// The whitelist rule ignoring `path`, for this module, protocol and kind.
     pub(super) fn ignored_by(&self, path: &str, scope: &Scope) -> Option<&str> {
+        let segs: Vec<String> = path.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+        self.ignored_by_segments(&segs, scope)
+    }
+
+    /// [`Ruleset::ignored_by`] on unescaped path segments.
+    pub(super) fn ignored_by_segments<S: AsRef<str>>(&self, segs: &[S], scope: &Scope) -> Option<&str> {
         let fits = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == "*" || w == have);
         self.whitelist
             .iter()
@@ -249,7 +257,7 @@ impl Ruleset {
                 fits(&r.module, &scope.module)
                     && fits(&r.protocol, &scope.protocol)
                     && fits(&r.kind, &scope.kind)
-                    && p.matches(path)
+                    && p.matches_segments(segs)
             })
             .map(|(r, _)| r.id.as_str())
     }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use shadowgate_core::Protocol;
 use shadowgate_core::streaming::SseParser;
 use shadowgate_core::tokenizer;
+use std::borrow::Cow;
 
 /// One canonical event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,6 +54,15 @@ pub fn canonical_events(protocol: Protocol, text: &[u8], merge: bool) -> Result<
             items.push(Item::Event("done".into(), Value::Null));
             continue;
         }
+        // Most events are plain deltas: read those without building a Value tree.
+        let fast = match protocol {
+            Protocol::AnthropicMessages => fast_anthropic(&ev.data),
+            Protocol::OpenAiChat => fast_openai(&ev.data),
+        };
+        if let Some(atoms) = fast {
+            items.extend(atoms.into_iter().map(Item::Atom));
+            continue;
+        }
         let v: Value = serde_json::from_str(&ev.data).map_err(|e| format!("event {i} is not JSON: {e}"))?;
         match protocol {
             Protocol::AnthropicMessages => anthropic_items(v, &mut items),
@@ -97,6 +107,126 @@ pub fn canonical_events(protocol: Protocol, text: &[u8], merge: bool) -> Result<
     }
     flush(&mut pending, &mut stream);
     Ok(stream)
+}
+
+#[derive(serde::Deserialize)]
+struct FastAnthropic<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    index: u64,
+    #[serde(borrow)]
+    delta: Option<FastAnthropicDelta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastAnthropicDelta<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    signature: Option<Cow<'a, str>>,
+}
+
+/// A `content_block_delta` with a mergeable delta, read without a Value tree.
+fn fast_anthropic(data: &str) -> Option<Vec<Atom>> {
+    let e: FastAnthropic = serde_json::from_str(data).ok()?;
+    let d = e.delta.filter(|_| e.kind == "content_block_delta")?;
+    let text = match d.kind.as_ref() {
+        "text_delta" => d.text,
+        "input_json_delta" => d.partial_json,
+        "thinking_delta" => d.thinking,
+        "signature_delta" => d.signature,
+        _ => None,
+    }?;
+    Some(vec![Atom { kind: format!("content_block_delta:{}", d.kind), key: e.index, text: text.into_owned() }])
+}
+
+#[derive(serde::Deserialize)]
+struct FastChunk<'a> {
+    #[serde(borrow)]
+    choices: Vec<FastChoice<'a>>,
+    #[serde(default)]
+    usage: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastChoice<'a> {
+    #[serde(borrow)]
+    delta: FastDelta<'a>,
+    #[serde(default)]
+    finish_reason: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastDelta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<FastCall<'a>>>,
+    role: Option<serde::de::IgnoredAny>,
+    refusal: Option<serde::de::IgnoredAny>,
+    thinking_blocks: Option<serde::de::IgnoredAny>,
+    provider_content: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastCall<'a> {
+    index: u64,
+    id: Option<serde::de::IgnoredAny>,
+    #[serde(borrow)]
+    function: FastFunction<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastFunction<'a> {
+    name: Option<serde::de::IgnoredAny>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// A chunk that only carries content, reasoning or argument fragments, read
+/// without a Value tree; anything else takes the full path.
+fn fast_openai(data: &str) -> Option<Vec<Atom>> {
+    let c: FastChunk = serde_json::from_str(data).ok()?;
+    if c.usage.is_some() || c.error.is_some() || c.choices.len() != 1 {
+        return None;
+    }
+    let choice = c.choices.into_iter().next()?;
+    let d = choice.delta;
+    if choice.finish_reason.is_some()
+        || d.role.is_some()
+        || d.refusal.is_some()
+        || d.thinking_blocks.is_some()
+        || d.provider_content.is_some()
+    {
+        return None;
+    }
+    let mut atoms = Vec::new();
+    if let Some(t) = d.reasoning_content.filter(|t| !t.is_empty()) {
+        atoms.push(Atom { kind: "reasoning".into(), key: 0, text: t.into_owned() });
+    }
+    if let Some(t) = d.content.filter(|t| !t.is_empty()) {
+        atoms.push(Atom { kind: "content".into(), key: 0, text: t.into_owned() });
+    }
+    for call in d.tool_calls.unwrap_or_default() {
+        if call.id.is_some() || call.function.name.is_some() {
+            return None;
+        }
+        if let Some(a) = call.function.arguments.filter(|a| !a.is_empty()) {
+            atoms.push(Atom { kind: "tool_arguments".into(), key: call.index, text: a.into_owned() });
+        }
+    }
+    Some(atoms)
 }
 
 fn anthropic_items(v: Value, items: &mut Vec<Item>) {
