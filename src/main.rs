@@ -106,6 +106,24 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run the proxy in front of the configured upstreams.
+    Serve {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Listen address (overrides the config).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Run an OpenAI- and Anthropic-compatible fake provider.
+    MockUpstream {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+        /// Answer `x-mock-case: <id>` from this case folder.
+        #[arg(long)]
+        cases: Option<PathBuf>,
+    },
     /// Run the end-to-end demo (mock upstream, proxy, shadow diff, report).
     Demo,
 }
@@ -118,7 +136,15 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse().command) {
         Ok(code) => code,
         Err(e) => {
@@ -217,6 +243,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
             Ok(if report.unstable_calls == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Serve { config, listen } => {
+            let config = match shadowgate::proxy::config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("shadowgate: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            tokio_runtime()?.block_on(shadowgate::proxy::serve(config, listen))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::MockUpstream { listen, cases } => {
+            tokio_runtime()?.block_on(shadowgate::proxy::serve_mock(listen, cases))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo => {
             eprintln!(

@@ -61,101 +61,143 @@ fn text_of(request: &Value) -> String {
     out
 }
 
+fn json_call(module: &'static str, op: &'static str, header: Value, payload: &[u8], scope: Scope) -> ModuleCall {
+    ModuleCall { module, op, input: frame(&header, payload), stream: None, kind: OutputKind::Json, scope }
+}
+
+/// `routing.resolve` over a route table (the core's route shape).
+pub fn routing_call(client: Protocol, model: &str, tenant: Option<&str>, routes: &Value) -> ModuleCall {
+    let q = json!({"client_protocol": client.as_str(), "model": model, "tenant": tenant, "routes": routes});
+    json_call("routing", "routing.resolve", json!({}), q.to_string().as_bytes(), scope("routing", client, "route"))
+}
+
+/// `compat.request`: client request → upstream request.
+pub fn request_call(
+    client: Protocol,
+    upstream: Protocol,
+    body: &[u8],
+    profile: Option<&str>,
+    model: Option<&str>,
+) -> ModuleCall {
+    let h = json!({"from": client.as_str(), "to": upstream.as_str(), "profile": profile, "model": model});
+    json_call("compat", "compat.request", h, body, scope("compat", upstream, "request"))
+}
+
+/// `compat.response`: upstream response → client response.
+pub fn response_call(
+    ctx: &Context,
+    upstream: Protocol,
+    client: Protocol,
+    body: &[u8],
+    profile: Option<&str>,
+) -> ModuleCall {
+    let h = json!({"ctx": ctx, "from": upstream.as_str(), "to": client.as_str(), "profile": profile});
+    json_call("compat", "compat.response", h, body, scope("compat", client, "response"))
+}
+
+/// `compat.error`: upstream error → client error.
+pub fn error_call(
+    upstream: Protocol,
+    client: Protocol,
+    status: u16,
+    body: &str,
+    retry_after: Option<&str>,
+    retry_after_ms: Option<&str>,
+) -> ModuleCall {
+    let input = json!({"status": status, "body": body, "retry_after": retry_after, "retry_after_ms": retry_after_ms});
+    let h = json!({"from": upstream.as_str(), "to": client.as_str()});
+    json_call("compat", "compat.error", h, input.to_string().as_bytes(), scope("compat", client, "error"))
+}
+
+/// `tools.canonicalize` of a request (kind `request`) or a response (kind `response`, needs `ctx`).
+pub fn tools_call(ctx: Option<&Context>, from: Protocol, client: Protocol, kind: &str, body: &[u8]) -> ModuleCall {
+    json_call(
+        "tools",
+        "tools.canonicalize",
+        json!({"ctx": ctx, "from": from.as_str(), "kind": kind}),
+        body,
+        scope("tools", client, "tools"),
+    )
+}
+
+/// `tokenizer.count` of a text.
+pub fn tokenizer_call(client: Protocol, text: &str) -> ModuleCall {
+    json_call("tokenizer", "tokenizer.count", json!({}), text.as_bytes(), scope("tokenizer", client, "tokens"))
+}
+
+/// The stream session options of a stream conversion.
+pub fn stream_options(ctx: &Context, upstream: Protocol, client: Protocol, include_usage: bool) -> Vec<u8> {
+    json!({"ctx": ctx, "from": upstream.as_str(), "to": client.as_str(), "include_usage": include_usage})
+        .to_string()
+        .into_bytes()
+}
+
+/// A stream conversion of recorded upstream bytes.
+pub fn stream_call(
+    ctx: &Context,
+    upstream: Protocol,
+    client: Protocol,
+    include_usage: bool,
+    upstream_bytes: Vec<u8>,
+) -> ModuleCall {
+    ModuleCall {
+        module: "streaming",
+        op: "stream",
+        input: stream_options(ctx, upstream, client, include_usage),
+        stream: Some(upstream_bytes),
+        kind: OutputKind::Stream(client),
+        scope: scope("streaming", client, "stream"),
+    }
+}
+
+/// The text a request (and an answer) carries, for the tokenizer call.
+pub fn tokenizer_text(request: &Value, answer: Option<&Value>) -> String {
+    text_of(request) + &answer.map(|a| text_of(&json!({"messages": a}))).unwrap_or_default()
+}
+
+/// Whether an OpenAI client asked for the final usage chunk.
+pub fn include_usage(request: &Value) -> bool {
+    request["stream_options"]["include_usage"].as_bool().unwrap_or(false)
+}
+
 /// The calls of one case, in module order: routing, compat, tools, streaming, tokenizer.
 pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
     let (client, upstream) = (case.client(), case.upstream());
-    let (c, u) = (client.as_str(), upstream.as_str());
     let request = serde_json::to_vec(&case.request).unwrap_or_default();
-    let model = case.request["model"].as_str().unwrap_or("").to_string();
-    let mut calls = Vec::new();
-    let routes = json!({
-        "client_protocol": c, "model": model, "tenant": case.tenant,
-        "routes": [{"id": case.route.clone().unwrap_or_else(|| "case".into()), "model": model, "provider": "recorded",
-                    "upstream_protocol": u, "upstream_model": case.upstream_model}],
-    });
-    calls.push(ModuleCall {
-        module: "routing",
-        op: "routing.resolve",
-        input: frame(&json!({}), routes.to_string().as_bytes()),
-        stream: None,
-        kind: OutputKind::Json,
-        scope: scope("routing", client, "route"),
-    });
-    calls.push(ModuleCall {
-        module: "compat",
-        op: "compat.request",
-        input: frame(&json!({"from": c, "to": u, "model": case.upstream_model}), &request),
-        stream: None,
-        kind: OutputKind::Json,
-        scope: scope("compat", upstream, "request"),
-    });
-    calls.push(ModuleCall {
-        module: "tools",
-        op: "tools.canonicalize",
-        input: frame(&json!({"from": c, "kind": "request"}), &request),
-        stream: None,
-        kind: OutputKind::Json,
-        scope: scope("tools", client, "tools"),
-    });
-    let mut answer_text = String::new();
+    let model = case.request["model"].as_str().unwrap_or("");
+    let routes = json!([{"id": case.route.clone().unwrap_or_else(|| "case".into()), "model": model, "provider": "recorded",
+                          "upstream_protocol": upstream.as_str(), "upstream_model": case.upstream_model}]);
+    let mut calls = vec![
+        routing_call(client, model, case.tenant.as_deref(), &routes),
+        request_call(client, upstream, &request, None, case.upstream_model.as_deref()),
+        tools_call(None, client, client, "request", &request),
+    ];
+    let mut answer = None;
     if let Some(r) = &case.upstream_response {
         let body = match &r.body {
             Value::String(s) => s.clone().into_bytes(),
             v => serde_json::to_vec(v).unwrap_or_default(),
         };
         if (200..300).contains(&r.status) {
-            answer_text = text_of(&json!({"messages": r.body}));
-            calls.push(ModuleCall {
-                module: "compat",
-                op: "compat.response",
-                input: frame(&json!({"ctx": ctx, "from": u, "to": c}), &body),
-                stream: None,
-                kind: OutputKind::Json,
-                scope: scope("compat", client, "response"),
-            });
-            calls.push(ModuleCall {
-                module: "tools",
-                op: "tools.canonicalize",
-                input: frame(&json!({"ctx": ctx, "from": u, "kind": "response"}), &body),
-                stream: None,
-                kind: OutputKind::Json,
-                scope: scope("tools", client, "tools"),
-            });
+            answer = Some(&r.body);
+            calls.push(response_call(ctx, upstream, client, &body, None));
+            calls.push(tools_call(Some(ctx), upstream, client, "response", &body));
         } else {
-            let input = json!({
-                "status": r.status, "body": String::from_utf8_lossy(&body),
-                "retry_after": r.headers.get("retry-after"), "retry_after_ms": r.headers.get("retry-after-ms"),
-            });
-            calls.push(ModuleCall {
-                module: "compat",
-                op: "compat.error",
-                input: frame(&json!({"from": u, "to": c}), input.to_string().as_bytes()),
-                stream: None,
-                kind: OutputKind::Json,
-                scope: scope("compat", client, "error"),
-            });
+            let h = |k: &str| r.headers.get(k).map(String::as_str);
+            calls.push(error_call(
+                upstream,
+                client,
+                r.status,
+                &String::from_utf8_lossy(&body),
+                h("retry-after"),
+                h("retry-after-ms"),
+            ));
         }
     }
     if let Some(s) = &case.upstream_stream {
-        let include_usage = case.request["stream_options"]["include_usage"].as_bool().unwrap_or(false);
-        calls.push(ModuleCall {
-            module: "streaming",
-            op: "stream",
-            input: json!({"ctx": ctx, "from": u, "to": c, "include_usage": include_usage}).to_string().into_bytes(),
-            stream: Some(s.clone().into_bytes()),
-            kind: OutputKind::Stream(client),
-            scope: scope("streaming", client, "stream"),
-        });
+        calls.push(stream_call(ctx, upstream, client, include_usage(&case.request), s.clone().into_bytes()));
     }
-    let tokens = text_of(&case.request) + &answer_text;
-    calls.push(ModuleCall {
-        module: "tokenizer",
-        op: "tokenizer.count",
-        input: frame(&json!({}), tokens.as_bytes()),
-        stream: None,
-        kind: OutputKind::Json,
-        scope: scope("tokenizer", client, "tokens"),
-    });
+    calls.push(tokenizer_call(client, &tokenizer_text(&case.request, answer)));
     calls
 }
 

@@ -169,11 +169,10 @@ pub const CLASSES: &[&str] = &["compat", "logic", "nondeterministic", "data_qual
 impl Ruleset {
     /// Parses and compiles ruleset text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Ruleset, RulesetError> {
-        let line_of = |offset: usize| text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1;
+        let line_of = |offset: usize| crate::toml_error::line_of(text, offset);
         let file: RulesetFile = toml::from_str(text).map_err(|e| {
-            let message = e.message().to_string();
-            let key = message.split('`').nth(1).unwrap_or("").to_string();
-            RulesetError { file: source.into(), line: e.span().map_or(0, |s| line_of(s.start)), key, message }
+            let (line, key, message) = crate::toml_error::locate(text, &e);
+            RulesetError { file: source.into(), line, key, message }
         })?;
         let err = |s: &Spanned<String>, key: &str, message: String| RulesetError {
             file: source.into(),

@@ -1,0 +1,368 @@
+//! `mock-upstream`: an OpenAI- and Anthropic-compatible fake provider for
+//! tests, benchmarks and the demo. Written against the protocols directly,
+//! not through the core, so it cannot hide the core's mistakes.
+//!
+//! Scripts, chosen by the request header `x-mock-script` (default `text`):
+//!
+//! | script | answer |
+//! | --- | --- |
+//! | `text` | a short text answer |
+//! | `tools` | two parallel tool calls, arguments streamed in fragments |
+//! | `thinking` | reasoning (signed, for Anthropic) then text |
+//! | `refusal` | a refusal |
+//! | `max_tokens` | text cut off at the token limit |
+//! | `rate_limit` | 429 with `retry-after: 2` |
+//! | `server_error` | 500 |
+//! | `slow` | the text answer, streamed with 40 ms between chunks |
+//! | `disconnect` | a stream that breaks off mid-message |
+//!
+//! With `--cases DIR`, the header `x-mock-case: <id>` answers with that
+//! case's recorded `upstream_response` or `upstream_stream`.
+
+use crate::case::Case;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    OpenAi,
+    Anthropic,
+}
+
+/// One scripted answer, protocol-neutral.
+struct Script {
+    thinking: Option<&'static str>,
+    text: Option<&'static str>,
+    tools: Vec<(&'static str, &'static str)>,
+    stop: &'static str,
+    output_tokens: u64,
+}
+
+fn script(name: &str) -> Option<Script> {
+    let text = |t, stop, n| Script { thinking: None, text: Some(t), tools: vec![], stop, output_tokens: n };
+    Some(match name {
+        "text" | "slow" | "disconnect" => {
+            text("Shadow traffic lets you compare two runtimes on real requests without risk.", "end_turn", 14)
+        }
+        "max_tokens" => text("The migration has three phases. First, the shadow phase runs both", "max_tokens", 16),
+        "refusal" => text("I can't help with that request.", "refusal", 8),
+        "tools" => Script {
+            thinking: None,
+            text: Some("Checking both cities."),
+            tools: vec![
+                ("get_weather", r#"{"city": "Paris", "unit": "celsius"}"#),
+                ("get_weather", r#"{"city": "Tokyo", "unit": "celsius"}"#),
+            ],
+            stop: "tool_use",
+            output_tokens: 48,
+        },
+        "thinking" => Script {
+            thinking: Some("1009 is not divisible by any prime up to 31, and 32 squared is 1024."),
+            text: Some("Yes, 1009 is prime."),
+            tools: vec![],
+            stop: "end_turn",
+            output_tokens: 60,
+        },
+        _ => return None,
+    })
+}
+
+fn openai_finish(stop: &str) -> &'static str {
+    match stop {
+        "max_tokens" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    }
+}
+
+fn rid(body: &[u8], n: u64) -> String {
+    let d = Sha256::digest(body);
+    format!("{}{n}", shadowgate_core::context::hex(&d[..8]))
+}
+
+fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in text.chars() {
+        if c == ' ' && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn fragments(s: &str) -> Vec<String> {
+    s.chars().collect::<Vec<_>>().chunks(9).map(|c| c.iter().collect()).collect()
+}
+
+fn input_tokens(req: &Value) -> u64 {
+    (req.to_string().len() as u64 / 4).max(1)
+}
+
+fn non_streaming(wire: Wire, s: &Script, req: &Value, id: &str) -> Value {
+    let model = req["model"].as_str().unwrap_or("mock-model");
+    match wire {
+        Wire::Anthropic => {
+            let mut content = Vec::new();
+            if let Some(t) = s.thinking {
+                content.push(json!({"type": "thinking", "thinking": t, "signature": format!("sig-{id}")}));
+            }
+            if let Some(t) = s.text.filter(|_| s.stop != "refusal") {
+                content.push(json!({"type": "text", "text": t}));
+            }
+            for (i, (name, args)) in s.tools.iter().enumerate() {
+                let input: Value = serde_json::from_str(args).unwrap_or(json!({}));
+                content.push(json!({"type": "tool_use", "id": format!("toolu_{id}{i}"), "name": name, "input": input}));
+            }
+            json!({"id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model, "content": content,
+                   "stop_reason": s.stop, "stop_sequence": null,
+                   "usage": {"input_tokens": input_tokens(req), "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": s.output_tokens}})
+        }
+        Wire::OpenAi => {
+            let mut msg =
+                json!({"role": "assistant", "content": s.text.filter(|_| s.stop != "refusal"), "refusal": null});
+            if s.stop == "refusal" {
+                msg["refusal"] = json!(s.text);
+            }
+            if let Some(t) = s.thinking {
+                msg["reasoning_content"] = json!(t);
+            }
+            if !s.tools.is_empty() {
+                msg["tool_calls"] = s
+                    .tools
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, args))| json!({"id": format!("call_{id}{i}"), "type": "function", "function": {"name": name, "arguments": args}}))
+                    .collect();
+            }
+            let prompt = input_tokens(req);
+            json!({"id": format!("chatcmpl-{id}"), "object": "chat.completion", "created": 1_763_800_000, "model": model,
+                   "choices": [{"index": 0, "message": msg, "logprobs": null, "finish_reason": if s.stop == "refusal" { "stop" } else { openai_finish(s.stop) }}],
+                   "usage": {"prompt_tokens": prompt, "completion_tokens": s.output_tokens, "total_tokens": prompt + s.output_tokens}})
+        }
+    }
+}
+
+fn anthropic_events(s: &Script, req: &Value, id: &str) -> Vec<String> {
+    let ev = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or(""));
+    let model = req["model"].as_str().unwrap_or("mock-model");
+    let mut out = vec![ev(
+        json!({"type": "message_start", "message": {"id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input_tokens(req), "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}}}),
+    )];
+    let mut index = 0;
+    if let Some(t) = s.thinking {
+        out.push(ev(json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": ""}})));
+        for w in words(t) {
+            out.push(ev(json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": w}})));
+        }
+        out.push(ev(json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": format!("sig-{id}")}})));
+        out.push(ev(json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    }
+    if let Some(t) = s.text.filter(|_| s.stop != "refusal") {
+        out.push(ev(
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+        ));
+        out.push(ev(json!({"type": "ping"})));
+        for w in words(t) {
+            out.push(ev(
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": w}}),
+            ));
+        }
+        out.push(ev(json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    }
+    for (i, (name, args)) in s.tools.iter().enumerate() {
+        out.push(ev(json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": format!("toolu_{id}{i}"), "name": name, "input": {}}})));
+        for f in fragments(args) {
+            out.push(ev(json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": f}})));
+        }
+        out.push(ev(json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    }
+    out.push(ev(json!({"type": "message_delta", "delta": {"stop_reason": s.stop, "stop_sequence": null}, "usage": {"output_tokens": s.output_tokens}})));
+    out.push(ev(json!({"type": "message_stop"})));
+    out
+}
+
+fn openai_events(s: &Script, req: &Value, id: &str) -> Vec<String> {
+    let model = req["model"].as_str().unwrap_or("mock-model").to_string();
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": format!("chatcmpl-{id}"), "object": "chat.completion.chunk", "created": 1_763_800_000, "model": model, "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+        )
+    };
+    let mut out = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    if let Some(t) = s.thinking {
+        out.extend(words(t).into_iter().map(|w| chunk(json!({"reasoning_content": w}), Value::Null)));
+    }
+    if let Some(t) = s.text {
+        let field = if s.stop == "refusal" { "refusal" } else { "content" };
+        out.extend(words(t).into_iter().map(|w| chunk(json!({field: w}), Value::Null)));
+    }
+    for (i, (name, args)) in s.tools.iter().enumerate() {
+        out.push(chunk(json!({"tool_calls": [{"index": i, "id": format!("call_{id}{i}"), "type": "function", "function": {"name": name, "arguments": ""}}]}), Value::Null));
+        for f in fragments(args) {
+            out.push(chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": f}}]}), Value::Null));
+        }
+    }
+    out.push(chunk(json!({}), json!(if s.stop == "refusal" { "stop" } else { openai_finish(s.stop) })));
+    if req["stream_options"]["include_usage"].as_bool() == Some(true) {
+        let prompt = input_tokens(req);
+        out.push(format!("data: {}\n\n", json!({"id": format!("chatcmpl-{id}"), "object": "chat.completion.chunk", "created": 1_763_800_000, "model": model, "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": s.output_tokens, "total_tokens": prompt + s.output_tokens}})));
+    }
+    out.push("data: [DONE]\n\n".into());
+    out
+}
+
+fn error(wire: Wire, status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = match wire {
+        Wire::OpenAi => json!({"error": {"message": message, "type": kind, "param": null, "code": kind}}),
+        Wire::Anthropic => json!({"type": "error", "error": {"type": kind, "message": message}}),
+    };
+    let mut r = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut().insert("retry-after", "2".parse().expect("static header"));
+    }
+    r
+}
+
+fn sse(chunks: Vec<String>, delay: Duration, break_after: Option<usize>) -> Response {
+    let stream = futures_util::stream::unfold(
+        (chunks.into_iter().enumerate(), delay, break_after),
+        |(mut it, delay, brk)| async move {
+            let (i, c) = it.next()?;
+            if !delay.is_zero() && i > 0 {
+                tokio::time::sleep(delay).await;
+            }
+            if brk == Some(i) {
+                return Some((Err(std::io::Error::other("mock upstream disconnect")), (it, delay, brk)));
+            }
+            Some((Ok::<Bytes, std::io::Error>(Bytes::from(c)), (it, delay, brk)))
+        },
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .expect("static response")
+}
+
+/// Mock state: the recorded cases by id.
+#[derive(Default)]
+pub struct Mock {
+    cases: HashMap<String, Case>,
+}
+
+impl Mock {
+    /// A mock answering with `cases` on `x-mock-case`.
+    pub fn new(cases: Vec<Case>) -> Mock {
+        Mock { cases: cases.into_iter().map(|c| (c.id.clone(), c)).collect() }
+    }
+}
+
+async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return error(wire, StatusCode::BAD_REQUEST, "invalid_request_error", "request body is not JSON");
+    };
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(id) = header("x-mock-case") {
+        let Some(case) = mock.cases.get(&id) else {
+            return error(wire, StatusCode::NOT_FOUND, "not_found_error", &format!("no recorded case {id:?}"));
+        };
+        if let Some(s) = &case.upstream_stream {
+            return sse(s.split_inclusive("\n\n").map(str::to_string).collect(), Duration::ZERO, None);
+        }
+        if let Some(r) = &case.upstream_response {
+            let body = match &r.body {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            let mut resp = (StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), body).into_response();
+            resp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static header"));
+            for (k, v) in &r.headers {
+                if let (Ok(k), Ok(v)) = (k.parse::<header::HeaderName>(), v.parse()) {
+                    resp.headers_mut().insert(k, v);
+                }
+            }
+            return resp;
+        }
+    }
+    let name = header("x-mock-script").unwrap_or_else(|| "text".into());
+    match name.as_str() {
+        "rate_limit" => {
+            return error(
+                wire,
+                StatusCode::TOO_MANY_REQUESTS,
+                if wire == Wire::OpenAi { "rate_limit_exceeded" } else { "rate_limit_error" },
+                "Rate limit reached; retry after 2 seconds.",
+            );
+        }
+        "server_error" => {
+            return error(
+                wire,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                if wire == Wire::OpenAi { "server_error" } else { "api_error" },
+                "The mock upstream failed.",
+            );
+        }
+        _ => {}
+    }
+    let Some(s) = script(&name) else {
+        return error(
+            wire,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &format!("unknown x-mock-script {name:?}"),
+        );
+    };
+    let id = rid(&body, 0);
+    if req["stream"].as_bool() != Some(true) {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            non_streaming(wire, &s, &req, &id).to_string(),
+        )
+            .into_response();
+    }
+    let chunks = match wire {
+        Wire::Anthropic => anthropic_events(&s, &req, &id),
+        Wire::OpenAi => openai_events(&s, &req, &id),
+    };
+    let (delay, brk) = match name.as_str() {
+        "slow" => (Duration::from_millis(40), None),
+        // Paced so the first half reaches the client before the break.
+        "disconnect" => (Duration::from_millis(5), Some(chunks.len() / 2)),
+        _ => (Duration::ZERO, None),
+    };
+    sse(chunks, delay, brk)
+}
+
+/// The mock's router.
+pub fn app(mock: Arc<Mock>) -> Router {
+    Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::OpenAi, m, h, b)),
+        )
+        .route(
+            "/v1/messages",
+            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::Anthropic, m, h, b)),
+        )
+        .with_state(mock)
+}

@@ -1,0 +1,171 @@
+//! Prometheus metrics (`shadowgate_` prefix), served at `/metrics`.
+
+use crate::runtime::WasmStats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// Labels of a served request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `openai-chat` or `anthropic-messages`.
+    pub endpoint: String,
+    /// Resolved mode (or `stages`).
+    pub mode: String,
+    /// Primary runtime of the conversion.
+    pub runtime: String,
+    /// HTTP status.
+    pub status: u16,
+}
+
+/// A runtime.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuntimeLabels {
+    /// `native` or `wasm`.
+    pub runtime: String,
+}
+
+/// A module in a runtime.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModuleRuntimeLabels {
+    /// Module.
+    pub module: String,
+    /// Runtime.
+    pub runtime: String,
+}
+
+/// A module.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModuleLabels {
+    /// Module.
+    pub module: String,
+}
+
+/// A comparison outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Module.
+    pub module: String,
+    /// Outcome.
+    pub outcome: String,
+}
+
+/// A shadow error kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `trap`, `deadline`, `memory`, `abi`, `panic`, …
+    pub kind: String,
+}
+
+fn latency() -> Histogram {
+    // 20 µs to ~20 s.
+    Histogram::new(exponential_buckets(0.00002, 2.0, 20))
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests served.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by primary runtime.
+    pub request_seconds: Family<RuntimeLabels, Histogram, fn() -> Histogram>,
+    /// Module call latency by runtime (primary and shadow).
+    pub module_seconds: Family<ModuleRuntimeLabels, Histogram, fn() -> Histogram>,
+    /// Upstream latency (to the response head).
+    pub upstream_seconds: Histogram,
+    /// Jobs waiting for a shadow worker.
+    pub shadow_queue_depth: Gauge,
+    /// Shadow jobs dropped because the queue was full or the stream too long.
+    pub shadow_dropped: Counter,
+    /// Shadow failures by kind.
+    pub shadow_errors: Family<KindLabels, Counter>,
+    /// Explicit wasm-primary → native fallbacks by module.
+    pub fallbacks: Family<ModuleLabels, Counter>,
+    /// Comparisons by module and outcome.
+    pub comparisons: Family<OutcomeLabels, Counter>,
+    /// Records dropped before the sink (channel full).
+    pub records_dropped: Counter,
+    /// Guest module load (compile or cache) time.
+    pub wasm_load_seconds: Gauge<f64, AtomicU64>,
+    /// Guest instances created.
+    pub wasm_instantiations: Gauge,
+    /// Average instantiation time.
+    pub wasm_instantiate_seconds: Gauge<f64, AtomicU64>,
+    /// Largest guest linear memory seen.
+    pub wasm_memory_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics, registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("shadowgate");
+        let m = Metrics {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency),
+            module_seconds: Family::new_with_constructor(latency),
+            upstream_seconds: latency(),
+            shadow_queue_depth: Gauge::default(),
+            shadow_dropped: Counter::default(),
+            shadow_errors: Family::default(),
+            fallbacks: Family::default(),
+            comparisons: Family::default(),
+            records_dropped: Counter::default(),
+            wasm_load_seconds: Gauge::default(),
+            wasm_instantiations: Gauge::default(),
+            wasm_instantiate_seconds: Gauge::default(),
+            wasm_memory_bytes: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("requests", "Requests served, by endpoint, mode, primary runtime and status", m.requests.clone());
+        r.register("request_duration_seconds", "Request latency by primary runtime", m.request_seconds.clone());
+        r.register("module_duration_seconds", "Module call latency by module and runtime", m.module_seconds.clone());
+        r.register("upstream_duration_seconds", "Upstream latency to the response head", m.upstream_seconds.clone());
+        r.register("shadow_queue_depth", "Shadow jobs waiting for a worker", m.shadow_queue_depth.clone());
+        r.register(
+            "shadow_jobs_dropped",
+            "Shadow jobs dropped (queue full or stream over the cap)",
+            m.shadow_dropped.clone(),
+        );
+        r.register("shadow_errors", "Shadow runtime failures by kind", m.shadow_errors.clone());
+        r.register("fallbacks", "Explicit wasm-primary to native fallbacks by module", m.fallbacks.clone());
+        r.register("comparisons", "Shadow comparisons by module and outcome", m.comparisons.clone());
+        r.register("records_dropped", "Diff records dropped before the sink", m.records_dropped.clone());
+        r.register(
+            "wasm_load_seconds",
+            "Guest module load time (compile or artifact cache)",
+            m.wasm_load_seconds.clone(),
+        );
+        r.register("wasm_instantiations", "Guest instances created", m.wasm_instantiations.clone());
+        r.register("wasm_instantiate_seconds", "Average guest instantiation time", m.wasm_instantiate_seconds.clone());
+        r.register("wasm_memory_bytes", "Largest guest linear memory seen", m.wasm_memory_bytes.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// Copies the wasm runtime's counters into gauges.
+    pub fn observe_wasm(&self, s: &WasmStats) {
+        self.wasm_load_seconds.set(s.load_us as f64 / 1e6);
+        self.wasm_instantiations.set(s.instantiations as i64);
+        if s.instantiations > 0 {
+            self.wasm_instantiate_seconds.set(s.instantiate_us as f64 / 1e6 / s.instantiations as f64);
+        }
+        self.wasm_memory_bytes.set(s.peak_memory_bytes as i64);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,231 @@
+//! The shadow executor: re-runs the same module calls on the same bytes in
+//! the other runtime, off the request path. A bounded queue feeds a fixed
+//! pool of worker threads; a full queue drops the job (counted), never
+//! blocks. Results go to the record channel, also bounded.
+
+use super::metrics::{KindLabels, Metrics, ModuleRuntimeLabels, OutcomeLabels};
+use crate::diff::{DiffResult, Differ, Outcome};
+use crate::plan::{self, ModuleCall};
+use crate::runtime::{Runtime, RuntimeError, RuntimeKind};
+use serde::Serialize;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// What a record says about the request it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dims {
+    /// Request id.
+    pub request_id: String,
+    /// When the request arrived (UTC, µs since the epoch).
+    pub timestamp_us: i64,
+    /// Tenant.
+    pub tenant: String,
+    /// Route id.
+    pub route: String,
+    /// Endpoint path.
+    pub endpoint: String,
+    /// Client protocol.
+    pub client_protocol: String,
+    /// Upstream protocol.
+    pub upstream_protocol: String,
+    /// Requested model.
+    pub model: String,
+    /// Streaming request.
+    pub stream: bool,
+    /// Resolved mode.
+    pub mode: String,
+}
+
+/// One module comparison, ready for the sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffRecord {
+    /// The request.
+    pub dims: Arc<Dims>,
+    /// The comparison.
+    pub result: DiffResult,
+    /// Runtime that served.
+    pub runtime_main: RuntimeKind,
+    /// Runtime that shadowed.
+    pub runtime_shadow: RuntimeKind,
+    /// Primary latency of the call (µs).
+    pub latency_main_us: u64,
+    /// Shadow latency of the call (µs).
+    pub latency_shadow_us: u64,
+}
+
+/// One call to shadow.
+#[derive(Debug, Clone)]
+pub struct ShadowCall {
+    /// The call, with its exact input.
+    pub call: ModuleCall,
+    /// Runtime that served (or serves, when `primary_output` is `None`).
+    pub primary: RuntimeKind,
+    /// Runtime that shadows.
+    pub shadow: RuntimeKind,
+    /// What the primary produced; `None`: the worker runs the primary too (calls not needed to serve).
+    pub primary_output: Option<Vec<u8>>,
+    /// Primary latency (µs), when it ran on the request path.
+    pub primary_us: u64,
+}
+
+/// A request's shadow work.
+#[derive(Debug, Clone)]
+pub struct ShadowJob {
+    /// The request.
+    pub dims: Arc<Dims>,
+    /// Its calls.
+    pub calls: Vec<ShadowCall>,
+}
+
+/// The two runtimes.
+#[derive(Clone)]
+pub struct Runtimes {
+    /// The native core.
+    pub native: Arc<dyn Runtime>,
+    /// The wasm guest.
+    pub wasm: Arc<dyn Runtime>,
+}
+
+impl Runtimes {
+    /// The runtime of `kind`.
+    pub fn get(&self, kind: RuntimeKind) -> &dyn Runtime {
+        match kind {
+            RuntimeKind::Native => self.native.as_ref(),
+            RuntimeKind::Wasm => self.wasm.as_ref(),
+        }
+    }
+}
+
+/// The executor.
+pub struct Shadow {
+    tx: Mutex<Option<SyncSender<ShadowJob>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    metrics: Arc<Metrics>,
+}
+
+fn timed(rt: &dyn Runtime, call: &ModuleCall) -> (Result<Vec<u8>, RuntimeError>, u64) {
+    let start = Instant::now();
+    let r = plan::execute(rt, call);
+    (r, start.elapsed().as_micros() as u64)
+}
+
+/// Runs one shadow call and compares: the record for it.
+pub fn run_call(rts: &Runtimes, differ: &Differ, dims: &Arc<Dims>, c: &ShadowCall, metrics: &Metrics) -> DiffRecord {
+    let module = c.call.module;
+    let (primary, primary_us) = match &c.primary_output {
+        Some(out) => (Ok(out.clone()), c.primary_us),
+        None => timed(rts.get(c.primary), &c.call),
+    };
+    let (shadow, shadow_us) = timed(rts.get(c.shadow), &c.call);
+    for (kind, us) in [(c.shadow, shadow_us), (c.primary, primary_us)].into_iter().take(if c.primary_output.is_some() {
+        1
+    } else {
+        2
+    }) {
+        metrics
+            .module_seconds
+            .get_or_create(&ModuleRuntimeLabels { module: module.into(), runtime: kind.as_str().into() })
+            .observe(us as f64 / 1e6);
+    }
+    let version = differ.ruleset().version();
+    let result = match (primary, shadow) {
+        (Ok(p), Ok(s)) => plan::compare(differ, &c.call, &p, &s),
+        (Err(e), _) => DiffResult::failed(module, Outcome::PrimaryError, &e.to_string(), &version),
+        (_, Err(e)) => {
+            metrics.shadow_errors.get_or_create(&KindLabels { kind: e.kind().into() }).inc();
+            let outcome =
+                if matches!(e, RuntimeError::Deadline(_)) { Outcome::ShadowTimeout } else { Outcome::ShadowError };
+            DiffResult::failed(module, outcome, &e.to_string(), &version)
+        }
+    };
+    DiffRecord {
+        dims: dims.clone(),
+        result,
+        runtime_main: c.primary,
+        runtime_shadow: c.shadow,
+        latency_main_us: primary_us,
+        latency_shadow_us: shadow_us,
+    }
+}
+
+/// Sends a record without blocking; a full channel drops it (counted).
+pub fn emit(records: &SyncSender<DiffRecord>, metrics: &Metrics, r: DiffRecord) {
+    metrics
+        .comparisons
+        .get_or_create(&OutcomeLabels { module: r.result.module.clone(), outcome: r.result.outcome.as_str().into() })
+        .inc();
+    if records.try_send(r).is_err() {
+        metrics.records_dropped.inc();
+    }
+}
+
+impl Shadow {
+    /// Starts `workers` threads behind a queue of `queue` jobs.
+    pub fn start(
+        workers: usize,
+        queue: usize,
+        rts: Runtimes,
+        differ: Arc<Differ>,
+        records: SyncSender<DiffRecord>,
+        metrics: Arc<Metrics>,
+    ) -> Shadow {
+        let (tx, rx) = sync_channel::<ShadowJob>(queue);
+        let rx = Arc::new(Mutex::new(rx));
+        let handles = (0..workers)
+            .map(|i| {
+                let (rx, rts, differ, records, metrics) =
+                    (rx.clone(), rts.clone(), differ.clone(), records.clone(), metrics.clone());
+                std::thread::Builder::new()
+                    .name(format!("shadowgate-shadow-{i}"))
+                    .spawn(move || worker(&rx, &rts, &differ, &records, &metrics))
+                    .expect("spawning a shadow worker")
+            })
+            .collect();
+        Shadow { tx: Mutex::new(Some(tx)), workers: Mutex::new(handles), metrics }
+    }
+
+    /// Queues a job; returns false (and counts a drop) when the queue is full.
+    pub fn submit(&self, job: ShadowJob) -> bool {
+        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = guard.as_ref() else { return false };
+        match tx.try_send(job) {
+            Ok(()) => {
+                self.metrics.shadow_queue_depth.inc();
+                true
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.metrics.shadow_dropped.inc();
+                false
+            }
+        }
+    }
+
+    /// Stops taking jobs and waits until the queued ones are done.
+    pub fn drain(&self) {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for h in self.workers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn worker(
+    rx: &Mutex<Receiver<ShadowJob>>,
+    rts: &Runtimes,
+    differ: &Differ,
+    records: &SyncSender<DiffRecord>,
+    metrics: &Metrics,
+) {
+    loop {
+        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        metrics.shadow_queue_depth.dec();
+        for c in &job.calls {
+            emit(records, metrics, run_call(rts, differ, &job.dims, c, metrics));
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Locating TOML errors: the 1-based line of a byte offset, and the key a
+//! serde error names.
+
+/// The 1-based line of `offset` in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// (line, key, message) of a TOML parse or type error.
+pub fn locate(text: &str, e: &toml::de::Error) -> (usize, String, String) {
+    let message = e.message().to_string();
+    let line = e.span().map_or(0, |s| line_of(text, s.start));
+    // serde names unknown and missing fields; for bad values, the key is on the line.
+    let key = match message.split('`').nth(1) {
+        Some(k) => k.to_string(),
+        None => text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim().to_string())
+            .unwrap_or_default(),
+    };
+    (line, key, message)
+}

@@ -1,0 +1,91 @@
+"""The official OpenAI and Anthropic Python SDKs as clients of shadowgate.
+
+Run by tests/sdk.rs with the proxy's base URL. Exits non-zero on the first
+failure; prints 'N passed, 0 failed' otherwise.
+"""
+import json
+import sys
+
+import anthropic
+import openai
+
+BASE = sys.argv[1]
+ANSWER = "Shadow traffic lets you compare two runtimes on real requests without risk."
+passed = 0
+
+
+def check(name, cond, detail=""):
+    global passed
+    if not cond:
+        print(f"FAILED {name}: {detail}", file=sys.stderr)
+        print(f"{passed} passed, 1 failed")
+        sys.exit(1)
+    passed += 1
+
+
+oa = openai.OpenAI(base_url=f"{BASE}/v1", api_key="sk-test-not-a-key", max_retries=0)
+an = anthropic.Anthropic(base_url=BASE, api_key="sk-ant-test-not-a-key", max_retries=0)
+weather = {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}, "required": ["city"]}
+
+for model in ["gpt-4o", "gpt-via-anthropic"]:
+    r = oa.chat.completions.create(model=model, messages=[{"role": "user", "content": "What is shadow traffic?"}])
+    check(f"openai {model} text", r.choices[0].message.content == ANSWER, r)
+    check(f"openai {model} usage", r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens, r.usage)
+
+    chunks = list(oa.chat.completions.create(model=model, stream=True, stream_options={"include_usage": True},
+                                             messages=[{"role": "user", "content": "What is shadow traffic?"}]))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    check(f"openai {model} stream text", text == ANSWER, text)
+    check(f"openai {model} stream usage", chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0, chunks[-1])
+
+    r = oa.chat.completions.create(model=model, messages=[{"role": "user", "content": "Weather in Paris and Tokyo?"}],
+                                   tools=[{"type": "function", "function": {"name": "get_weather", "parameters": weather}}],
+                                   extra_headers={"x-mock-script": "tools"})
+    calls = r.choices[0].message.tool_calls
+    check(f"openai {model} tool calls", r.choices[0].finish_reason == "tool_calls" and [json.loads(c.function.arguments)["city"] for c in calls] == ["Paris", "Tokyo"], r)
+
+    stream = oa.chat.completions.create(model=model, stream=True, messages=[{"role": "user", "content": "Weather?"}],
+                                        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": weather}}],
+                                        extra_headers={"x-mock-script": "tools"})
+    args = {}
+    finish = None
+    for c in stream:
+        for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            args[tc.index] = args.get(tc.index, "") + (tc.function.arguments or "")
+        if c.choices and c.choices[0].finish_reason:
+            finish = c.choices[0].finish_reason
+    check(f"openai {model} streamed tool arguments", finish == "tool_calls" and [json.loads(a)["city"] for _, a in sorted(args.items())] == ["Paris", "Tokyo"], args)
+
+try:
+    oa.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], extra_headers={"x-mock-script": "rate_limit"})
+    check("openai rate limit raises", False)
+except openai.RateLimitError as e:
+    check("openai rate limit is a RateLimitError", e.status_code == 429, e)
+
+for model in ["claude-sonnet-4-5", "claude-via-openai"]:
+    m = an.messages.create(model=model, max_tokens=256, messages=[{"role": "user", "content": "What is shadow traffic?"}])
+    check(f"anthropic {model} text", m.content[0].text == ANSWER and m.stop_reason == "end_turn", m)
+
+    with an.messages.stream(model=model, max_tokens=256, messages=[{"role": "user", "content": "What is shadow traffic?"}]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    check(f"anthropic {model} stream text", text == ANSWER and final.usage.output_tokens > 0, final)
+
+    m = an.messages.create(model=model, max_tokens=256, messages=[{"role": "user", "content": "Weather?"}],
+                           tools=[{"name": "get_weather", "input_schema": weather}], extra_headers={"x-mock-script": "tools"})
+    uses = [b for b in m.content if b.type == "tool_use"]
+    check(f"anthropic {model} tool use", m.stop_reason == "tool_use" and [u.input["city"] for u in uses] == ["Paris", "Tokyo"], m)
+
+    with an.messages.stream(model=model, max_tokens=256, messages=[{"role": "user", "content": "Weather?"}],
+                            tools=[{"name": "get_weather", "input_schema": weather}], extra_headers={"x-mock-script": "tools"}) as s:
+        final = s.get_final_message()
+    uses = [b for b in final.content if b.type == "tool_use"]
+    check(f"anthropic {model} streamed tool use", [u.input["city"] for u in uses] == ["Paris", "Tokyo"], final)
+
+try:
+    an.messages.create(model="claude-via-openai", max_tokens=10, messages=[{"role": "user", "content": "hi"}], extra_headers={"x-mock-script": "server_error"})
+    check("anthropic server error raises", False)
+except anthropic.InternalServerError as e:
+    check("anthropic 500 is an InternalServerError", e.status_code == 500, e)
+
+print(f"{passed} passed, 0 failed")
