@@ -55,6 +55,9 @@ fn d_memory() -> usize {
 fn d_stream_cap() -> usize {
     8 << 20
 }
+fn d_nice() -> i32 {
+    10
+}
 fn d_data_dir() -> PathBuf {
     "./shadowgate-data".into()
 }
@@ -243,6 +246,9 @@ pub struct ShadowConfig {
     /// A candidate guest instead of the embedded one.
     #[serde(default)]
     pub guest: Option<PathBuf>,
+    /// Nice value of the worker threads (Linux): shadow work yields the CPU to serving.
+    #[serde(default = "d_nice")]
+    pub nice: i32,
 }
 
 impl Default for ShadowConfig {
@@ -254,6 +260,7 @@ impl Default for ShadowConfig {
             memory_limit_mb: d_memory(),
             max_stream_bytes: d_stream_cap(),
             guest: None,
+            nice: d_nice(),
         }
     }
 }

@@ -75,6 +75,7 @@ impl AppState {
         let shadow = Shadow::start(
             config.shadow.workers,
             config.shadow.queue_size,
+            config.shadow.nice,
             rts.clone(),
             differ,
             records.clone(),

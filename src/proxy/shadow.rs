@@ -166,6 +166,7 @@ impl Shadow {
     pub fn start(
         workers: usize,
         queue: usize,
+        nice: i32,
         rts: Runtimes,
         differ: Arc<Differ>,
         records: SyncSender<DiffRecord>,
@@ -179,7 +180,10 @@ impl Shadow {
                     (rx.clone(), rts.clone(), differ.clone(), records.clone(), metrics.clone());
                 std::thread::Builder::new()
                     .name(format!("shadowgate-shadow-{i}"))
-                    .spawn(move || worker(&rx, &rts, &differ, &records, &metrics))
+                    .spawn(move || {
+                        lower_priority(nice);
+                        worker(&rx, &rts, &differ, &records, &metrics)
+                    })
                     .expect("spawning a shadow worker")
             })
             .collect();
@@ -209,6 +213,22 @@ impl Shadow {
             let _ = h.join();
         }
     }
+}
+
+/// Lowers the calling thread's scheduling priority, so that shadow work only
+/// takes CPU time the serving threads leave (Linux: nice is per thread).
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority have no memory-safety preconditions; a
+    // failure (e.g. not permitted) leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0 {
+            tracing::debug!("could not lower the shadow worker's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 fn worker(
