@@ -205,6 +205,17 @@ impl Differ {
         res
     }
 
+    /// A side that does not parse: a data-quality mismatch naming the parse errors.
+    fn unparsable(&self, scope: &Scope, left_error: Option<String>, right_error: Option<String>) -> DiffResult {
+        let mut res = self.result(scope, Outcome::Mismatch);
+        res.class = Some(DiffClass::DataQuality);
+        res.rule = Some("parse".into());
+        res.diff_count = 1;
+        res.paths = vec!["/__parse_error".into()];
+        res.summary = json!({"left_error": left_error, "right_error": right_error});
+        res
+    }
+
     /// Mismatch class and rule: the first classification rule matching a path, else logic.
     fn classify(&self, paths: &[String]) -> (DiffClass, String) {
         paths
@@ -224,15 +235,7 @@ impl Differ {
         }
         let (a, b) = match (serde_json::from_slice::<Value>(left), serde_json::from_slice::<Value>(right)) {
             (Ok(a), Ok(b)) => (a, b),
-            (l, r) => {
-                let mut res = self.result(scope, Outcome::Mismatch);
-                res.class = Some(DiffClass::DataQuality);
-                res.rule = Some("parse".into());
-                res.diff_count = 1;
-                res.paths = vec!["/__parse_error".into()];
-                res.summary = json!({"left_error": l.err().map(|e| e.to_string()), "right_error": r.err().map(|e| e.to_string())});
-                return res;
-            }
+            (l, r) => return self.unparsable(scope, l.err().map(|e| e.to_string()), r.err().map(|e| e.to_string())),
         };
         self.compare_values(scope, &a, &b)
     }
@@ -278,15 +281,7 @@ impl Differ {
         let (a, b) = match (sse::canonical_events(protocol, left, merge), sse::canonical_events(protocol, right, merge))
         {
             (Ok(a), Ok(b)) => (a, b),
-            (l, r) => {
-                let mut res = self.result(scope, Outcome::Mismatch);
-                res.class = Some(DiffClass::DataQuality);
-                res.rule = Some("parse".into());
-                res.diff_count = 1;
-                res.paths = vec!["/__parse_error".into()];
-                res.summary = json!({"left_error": l.err(), "right_error": r.err()});
-                return res;
-            }
+            (l, r) => return self.unparsable(scope, l.err(), r.err()),
         };
         self.compare_events(scope, &a, &b)
     }

@@ -6,7 +6,7 @@
 //! cheaper than a hop to a blocking thread. Shadow work runs on its own
 //! threads and never delays the client.
 
-use super::config::Config;
+use super::config::{Config, RouteConfig};
 use super::metrics::{Metrics, ModuleLabels, ModuleRuntimeLabels, RequestLabels, RuntimeLabels};
 use super::mode::{self, Mode, Resolution, Setting, Stage};
 use super::shadow::{self, DiffRecord, Dims, Runtimes, Shadow, ShadowCall, ShadowJob};
@@ -173,8 +173,16 @@ fn identify_tenant(cfg: &Config, headers: &HeaderMap) -> Tenant {
     }
 }
 
-fn global_setting(cfg: &Config) -> Option<Setting> {
-    cfg.mode.map(|m| Setting { mode: m, locked: cfg.mode_locked })
+/// Resolves the mode for `tenant` on `route` (none: before routing) with the request's header.
+fn resolve(
+    cfg: &Config,
+    tenant: &Tenant,
+    route: Option<&RouteConfig>,
+    header: Option<Mode>,
+) -> Result<Resolution, mode::Forbidden> {
+    let global = cfg.mode.map(|m| Setting { mode: m, locked: cfg.mode_locked });
+    let route = route.and_then(|r| r.mode.map(|m| Setting { mode: m, locked: r.mode_locked }));
+    mode::resolve(global, tenant.setting, route, header, tenant.allow_header, &tenant.name)
 }
 
 /// What the primary path did, for headers, metrics and the shadow job.
@@ -302,14 +310,7 @@ async fn handle(
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => return err(StatusCode::BAD_REQUEST, &format!("x-shadowgate-mode: {e}")),
     };
-    let base = match mode::resolve(
-        global_setting(cfg),
-        tenant.setting,
-        None,
-        header_mode,
-        tenant.allow_header,
-        &tenant.name,
-    ) {
+    let base = match resolve(cfg, &tenant, None, header_mode) {
         Ok(r) => r,
         Err(e) => return err(StatusCode::FORBIDDEN, &e.to_string()),
     };
@@ -352,15 +353,7 @@ async fn handle(
         return err(StatusCode::BAD_GATEWAY, "provider vanished");
     };
     let upstream = Protocol::parse(&provider.protocol, "").unwrap_or(Protocol::OpenAiChat);
-    let route_setting = route.mode.map(|m| Setting { mode: m, locked: route.mode_locked });
-    let res = match mode::resolve(
-        global_setting(cfg),
-        tenant.setting,
-        route_setting,
-        header_mode,
-        tenant.allow_header,
-        &tenant.name,
-    ) {
+    let res = match resolve(cfg, &tenant, Some(route), header_mode) {
         Ok(r) => r,
         Err(e) => return err(StatusCode::FORBIDDEN, &e.to_string()),
     };
@@ -683,16 +676,8 @@ async fn admin_modes(
     }
     let tenant = identify_tenant(cfg, &h);
     let route = q.get("route").and_then(|id| cfg.routes.iter().find(|r| &r.id == id));
-    let route_setting = route.and_then(|r| r.mode.map(|m| Setting { mode: m, locked: r.mode_locked }));
     let header_mode = q.get("mode").and_then(|m| m.parse().ok());
-    let res = mode::resolve(
-        global_setting(cfg),
-        tenant.setting,
-        route_setting,
-        header_mode,
-        tenant.allow_header,
-        &tenant.name,
-    );
+    let res = resolve(cfg, &tenant, route, header_mode);
     let body = match res {
         Ok(r) => {
             let modules: BTreeMap<&str, String> =
