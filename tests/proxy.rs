@@ -217,6 +217,26 @@ async fn a_locked_global_native_primary_wins_and_overrides_need_permission() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_is_sticky_by_the_configured_key() {
+    let p = start(config(mock().await, "mode = \"split:50\"\nsplit_key_header = \"x-user\"", ""), None).await;
+    let mut seen = std::collections::BTreeMap::new();
+    for user in 0..12 {
+        for _ in 0..3 {
+            let user = format!("user-{user}");
+            let r = post(&p, "openai", &body("openai", "gpt-4o", false), &[("x-user", &user)]).await;
+            let runtime = r.headers()["x-shadowgate-runtime"].to_str().unwrap().to_string();
+            assert_eq!(
+                seen.entry(user.clone()).or_insert_with(|| runtime.clone()),
+                &runtime,
+                "{user} moved between runtimes"
+            );
+        }
+    }
+    let wasm = seen.values().filter(|r| *r == "wasm").count();
+    assert!(wasm > 0 && wasm < 12, "both sides of the split are used: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn module_stages_decide_when_no_level_sets_a_mode() {
     let p = start(config(mock().await, "", "[modules.stages]\ncompat = \"default\"\nrouting = \"shadow\""), None).await;
     let r = post(&p, "openai", &body("openai", "gpt-4o", false), &[]).await;

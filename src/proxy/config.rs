@@ -96,6 +96,9 @@ pub struct Config {
     /// Header naming the tenant.
     #[serde(default = "d_tenant_header")]
     pub tenant_header: String,
+    /// Header whose value keeps `split:P` sticky (e.g. a user id); the request id when absent.
+    #[serde(default)]
+    pub split_key_header: Option<String>,
     /// Upstream HTTP settings.
     #[serde(default)]
     pub upstream: UpstreamConfig,

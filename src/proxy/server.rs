@@ -187,6 +187,8 @@ fn resolve(
 
 /// What the primary path did, for headers, metrics and the shadow job.
 struct Served {
+    /// What `split:P` hashes: the configured header's value, else the request id.
+    sticky: String,
     calls: Vec<ShadowCall>,
     fallback: bool,
     runtime: RuntimeKind,
@@ -200,7 +202,7 @@ fn module_mode(st: &AppState, res: &Resolution, module: &str) -> Mode {
 impl Served {
     /// Runs `call` on the primary runtime of `mode`; a wasm failure falls back to native, explicitly.
     fn call(&mut self, st: &AppState, dims: &Arc<Dims>, call: ModuleCall, mode: Mode) -> Vec<u8> {
-        let rt = mode::runtimes(mode, &dims.request_id);
+        let rt = mode::runtimes(mode, &self.sticky);
         let start = Instant::now();
         let mut primary = rt.primary;
         let out = match st.rts.get(primary).call(call.op, &call.input) {
@@ -244,9 +246,9 @@ impl Served {
     }
 
     /// Adds the calls that are not needed to serve but are compared (tools, tokenizer).
-    fn extra(&mut self, st: &AppState, dims: &Arc<Dims>, res: &Resolution, calls: Vec<ModuleCall>) {
+    fn extra(&mut self, st: &AppState, res: &Resolution, calls: Vec<ModuleCall>) {
         for call in calls {
-            let rt = mode::runtimes(module_mode(st, res, call.module), &dims.request_id);
+            let rt = mode::runtimes(module_mode(st, res, call.module), &self.sticky);
             if let Some(shadow) = rt.shadow {
                 self.calls.push(ShadowCall { call, primary: rt.primary, shadow, primary_output: None, primary_us: 0 });
             }
@@ -331,7 +333,13 @@ async fn handle(
         stream,
         mode: String::new(),
     };
-    let mut served = Served { calls: Vec::new(), fallback: false, runtime: RuntimeKind::Native };
+    let sticky = cfg
+        .split_key_header
+        .as_deref()
+        .and_then(|h| headers.get(h))
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| request_id.to_string(), |v| format!("key:{v}"));
+    let mut served = Served { sticky, calls: Vec::new(), fallback: false, runtime: RuntimeKind::Native };
 
     // Routing, under the mode known before the route is.
     let pre = Arc::new(dims.clone());
@@ -480,7 +488,7 @@ fn finish(
     if served.fallback {
         h.insert("x-shadowgate-fallback", HeaderValue::from_static("native"));
     }
-    served.extra(st, dims, res, extra);
+    served.extra(st, res, extra);
     submit(st, dims, served.calls);
     resp
 }
@@ -514,7 +522,7 @@ fn stream_response(
     up: reqwest::Response,
 ) -> Response {
     let mode = module_mode(&st, &res, "streaming");
-    let rt = mode::runtimes(mode, &dims.request_id);
+    let rt = mode::runtimes(mode, &served.sticky);
     let options = plan::stream_options(&ctx, upstream, client, include_usage);
     let runtime = served.runtime;
     let fallback = served.fallback;
@@ -599,7 +607,7 @@ fn stream_response(
                 primary_us: us,
             });
         }
-        served.extra(&st, &dims, &res, extra);
+        served.extra(&st, &res, extra);
         submit(&st, &dims, served.calls);
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
