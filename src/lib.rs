@@ -16,4 +16,5 @@ pub mod noise_probe;
 pub mod plan;
 pub mod proxy;
 pub mod runtime;
+pub mod sink;
 mod toml_error;
