@@ -205,21 +205,26 @@ pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
 /// changes the output, so the shadow path feeds in large pieces.
 pub const FEED_PIECE: usize = 64 << 10;
 
+/// The client SSE text a stream envelope carries (`feed`: a string; `close`:
+/// `{"out": …}`), or the error of an error envelope.
+pub fn sse_text(envelope: &[u8]) -> Result<String, Value> {
+    let v: Value = serde_json::from_slice(envelope).unwrap_or(Value::Null);
+    match (&v["ok"], v.get("err")) {
+        (Value::String(s), _) => Ok(s.clone()),
+        (Value::Object(o), _) => Ok(o.get("out").and_then(Value::as_str).unwrap_or("").to_string()),
+        (_, Some(e)) => Err(e.clone()),
+        _ => Ok(String::new()),
+    }
+}
+
 /// Runs one call; returns the bytes to compare (the SSE text for streams).
 pub fn execute(rt: &dyn Runtime, call: &ModuleCall) -> Result<Vec<u8>, RuntimeError> {
     let Some(upstream) = &call.stream else { return rt.call(call.op, &call.input) };
     let mut session = rt.open_stream(&call.input)?;
     let mut out = Vec::new();
-    let mut push = |env: &[u8]| {
-        let v: Value = serde_json::from_slice(env).unwrap_or(Value::Null);
-        match (&v["ok"], v.get("err")) {
-            (Value::String(s), _) => out.extend_from_slice(s.as_bytes()),
-            (Value::Object(o), _) => {
-                out.extend_from_slice(o.get("out").and_then(Value::as_str).unwrap_or("").as_bytes())
-            }
-            (_, Some(e)) => out.extend_from_slice(format!(": shadowgate-error {e}\n\n").as_bytes()),
-            _ => {}
-        }
+    let mut push = |env: &[u8]| match sse_text(env) {
+        Ok(text) => out.extend_from_slice(text.as_bytes()),
+        Err(e) => out.extend_from_slice(format!(": shadowgate-error {e}\n\n").as_bytes()),
     };
     for piece in upstream.chunks(FEED_PIECE) {
         push(&session.feed(piece)?);

@@ -287,27 +287,25 @@ impl Differ {
     }
 
     fn compare_events(&self, scope: &Scope, a: &sse::CanonStream, b: &sse::CanonStream) -> DiffResult {
-        let key = |e: &sse::CanonEvent, canon: bool| {
-            let p = if canon {
-                json::canonicalize(&e.normalized_payload, &self.rules, scope)
-            } else {
-                e.normalized_payload.clone()
-            };
-            format!("{}\u{0}{}", e.event_type, p)
-        };
+        let key = |e: &sse::CanonEvent, payload: &Value| format!("{}\u{0}{}", e.event_type, payload);
         let base = json!({
             "left_events": a.events.len(), "right_events": b.events.len(),
             "left_token_digest": tokenizer_digest(&a.text), "right_token_digest": tokenizer_digest(&b.text),
         });
-        let raw_a: Vec<String> = a.events.iter().map(|e| key(e, false)).collect();
-        let raw_b: Vec<String> = b.events.iter().map(|e| key(e, false)).collect();
+        let raw_a: Vec<String> = a.events.iter().map(|e| key(e, &e.normalized_payload)).collect();
+        let raw_b: Vec<String> = b.events.iter().map(|e| key(e, &e.normalized_payload)).collect();
         if raw_a == raw_b {
             let mut res = self.result(scope, Outcome::Match);
             res.summary = base;
             return res;
         }
-        let ca: Vec<String> = a.events.iter().map(|e| key(e, true)).collect();
-        let cb: Vec<String> = b.events.iter().map(|e| key(e, true)).collect();
+        // Canonical payloads, computed once: for alignment and for the mismatched pairs.
+        let canon = |s: &sse::CanonStream| -> Vec<Value> {
+            s.events.iter().map(|e| json::canonicalize(&e.normalized_payload, &self.rules, scope)).collect()
+        };
+        let (va, vb) = (canon(a), canon(b));
+        let ca: Vec<String> = a.events.iter().zip(&va).map(|(e, p)| key(e, p)).collect();
+        let cb: Vec<String> = b.events.iter().zip(&vb).map(|(e, p)| key(e, p)).collect();
         if ca == cb {
             // Same shape after the ruleset: name the rules that explain each raw difference.
             let mut rules = BTreeSet::new();
@@ -356,11 +354,7 @@ impl Differ {
                     added += new_len - pairs;
                     for i in 0..pairs {
                         let (x, y) = (&a.events[old_index + i], &b.events[new_index + i]);
-                        let d = json::diff(
-                            &json::canonicalize(&x.normalized_payload, &self.rules, scope),
-                            &json::canonicalize(&y.normalized_payload, &self.rules, scope),
-                            self.tolerance(),
-                        );
+                        let d = json::diff(&va[old_index + i], &vb[new_index + i], self.tolerance());
                         paths.extend(d.entries.iter().map(|e| e.path.clone()));
                         if x.event_type != y.event_type {
                             paths.push(format!("/events/{}", x.event_type));

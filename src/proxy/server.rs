@@ -499,13 +499,9 @@ fn submit(st: &AppState, dims: &Arc<Dims>, calls: Vec<ShadowCall>) {
     }
 }
 
+/// The SSE text of a stream envelope (errors carry none: the session turns them into events).
 fn sse_text(envelope: &[u8]) -> String {
-    let v: Value = serde_json::from_slice(envelope).unwrap_or(Value::Null);
-    match &v["ok"] {
-        Value::String(s) => s.clone(),
-        Value::Object(o) => o.get("out").and_then(Value::as_str).unwrap_or("").to_string(),
-        _ => String::new(),
-    }
+    plan::sse_text(envelope).unwrap_or_default()
 }
 
 #[allow(clippy::too_many_arguments)]
