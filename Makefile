@@ -2,7 +2,7 @@
 # Every target first makes sure the wasm32 target is installed: fresh machines
 # set RUSTUP_AUTO_INSTALL=0, so rust-toolchain.toml alone does not install it.
 
-.PHONY: demo test lint wasm-target sdk-clients
+.PHONY: demo test lint wasm-target python-deps
 
 wasm-target:
 	@rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
@@ -10,11 +10,11 @@ wasm-target:
 demo: wasm-target
 	cargo run --release -- demo
 
-# The official OpenAI and Anthropic Python SDKs, used as real clients in tests.
-sdk-clients:
-	python3 -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+# Python for the tests: the official SDKs (real clients) and pyarrow + duckdb (Parquet readers).
+python-deps:
+	python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
-test: wasm-target sdk-clients
+test: wasm-target python-deps
 	cargo test --workspace
 
 lint: wasm-target

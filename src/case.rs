@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shadowgate_core::Protocol;
+use shadowgate_core::{Context, Protocol};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +58,12 @@ pub struct Case {
     /// Route id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// Upstream compat profile (default: the upstream protocol's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The context ids and timestamps derive from (recorded cases carry the live one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
     /// Request headers (redacted).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -84,6 +90,15 @@ impl Case {
     /// The upstream protocol.
     pub fn upstream(&self) -> Protocol {
         Protocol::parse(&self.upstream_protocol, "/upstream_protocol").unwrap_or(Protocol::OpenAiChat)
+    }
+
+    /// The recorded context, or a fixed one derived from the id (same ids on every replay).
+    pub fn context(&self) -> Context {
+        self.context.clone().unwrap_or_else(|| Context {
+            request_id: self.id.clone(),
+            created: 1_700_000_000,
+            id_seed: 1,
+        })
     }
 
     /// Checks protocols and that exactly one upstream answer is present.

@@ -6,7 +6,11 @@
 //! - [`runtime`] — the native and wasm runtimes of the conversion core behind one trait.
 //! - [`convert`] — the `convert` and `guest-info` commands.
 //! - [`diff`] — the diff engine and versioned rulesets.
+//! - [`proxy`] — the HTTP proxy, run modes and the shadow executor.
+//! - [`sink`] — redaction, sampling and the Parquet `diffs`/`cases` tables.
+//! - [`baseline`] — readable cases → a Parquet baseline.
 
+pub mod baseline;
 pub mod case;
 pub mod convert;
 pub mod diff;

@@ -31,6 +31,18 @@ enum RuntimeArg {
 }
 
 #[derive(Subcommand)]
+enum BaselineCommand {
+    /// Turn a folder of readable cases into a redacted, versioned Parquet baseline.
+    Build {
+        /// Folder (or file) of cases (.json / .jsonl).
+        cases: PathBuf,
+        /// Output folder; the table goes to `<out>/cases/date=…/`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Convert a request, response or stream read from stdin; write the result to stdout.
     Convert {
@@ -114,6 +126,11 @@ enum Command {
         /// Listen address (overrides the config).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+    },
+    /// Baselines: replayable Parquet `cases` tables.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
     },
     /// Run an OpenAI- and Anthropic-compatible fake provider.
     MockUpstream {
@@ -255,6 +272,33 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             tokio_runtime()?.block_on(shadowgate::proxy::serve(config, listen))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Baseline { command: BaselineCommand::Build { cases, out } } => {
+            let redactor = match shadowgate::sink::redact::Redactor::from_env(&[]) {
+                Ok(r) => r,
+                Err(_) => {
+                    eprintln!(
+                        "shadowgate: warning: {} is not set; PII in these cases is hashed under a one-off key",
+                        shadowgate::sink::redact::KEY_ENV
+                    );
+                    shadowgate::sink::redact::Redactor::ephemeral(&[])
+                }
+            };
+            let wasm = WasmRuntime::embedded(WasmConfig::default())?;
+            let versions = shadowgate::sink::Versions::current(wasm.module_sha256(), "baseline");
+            let ruleset = shadowgate::diff::Ruleset::load(None)?.version();
+            match shadowgate::baseline::build(&cases, &out, &redactor, &versions, &ruleset) {
+                Ok(built) => {
+                    for f in &built.files {
+                        println!("{} cases → {}", built.cases, f.display());
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("shadowgate: {e:#}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
         Command::MockUpstream { listen, cases } => {
             tokio_runtime()?.block_on(shadowgate::proxy::serve_mock(listen, cases))?;
             Ok(ExitCode::SUCCESS)
@@ -270,20 +314,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 /// The current UTC time as RFC 3339 (seconds).
 fn humantime_now() -> String {
-    let secs = now();
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    chrono::DateTime::from_timestamp(now(), 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn runtime_kind(r: RuntimeArg) -> RuntimeKind {

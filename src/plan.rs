@@ -21,12 +21,14 @@ pub enum OutputKind {
 pub struct ModuleCall {
     /// The module it exercises.
     pub module: &'static str,
+    /// Which of the module's calls (`compat.request`, `tools.response`, …): the key of recorded outputs.
+    pub name: &'static str,
     /// Dispatch op, or `stream` for a stream session.
     pub op: &'static str,
     /// Input bytes (for streams: the session options).
     pub input: Vec<u8>,
     /// For streams: the upstream bytes to feed.
-    pub stream: Option<Vec<u8>>,
+    pub stream: Option<bytes::Bytes>,
     /// Output shape.
     pub kind: OutputKind,
     /// Scope for the ruleset.
@@ -61,14 +63,26 @@ fn text_of(request: &Value) -> String {
     out
 }
 
-fn json_call(module: &'static str, op: &'static str, header: Value, payload: &[u8], scope: Scope) -> ModuleCall {
-    ModuleCall { module, op, input: frame(&header, payload), stream: None, kind: OutputKind::Json, scope }
+fn json_call(
+    (module, name): (&'static str, &'static str),
+    op: &'static str,
+    header: Value,
+    payload: &[u8],
+    scope: Scope,
+) -> ModuleCall {
+    ModuleCall { module, name, op, input: frame(&header, payload), stream: None, kind: OutputKind::Json, scope }
 }
 
 /// `routing.resolve` over a route table (the core's route shape).
 pub fn routing_call(client: Protocol, model: &str, tenant: Option<&str>, routes: &Value) -> ModuleCall {
     let q = json!({"client_protocol": client.as_str(), "model": model, "tenant": tenant, "routes": routes});
-    json_call("routing", "routing.resolve", json!({}), q.to_string().as_bytes(), scope("routing", client, "route"))
+    json_call(
+        ("routing", "routing.resolve"),
+        "routing.resolve",
+        json!({}),
+        q.to_string().as_bytes(),
+        scope("routing", client, "route"),
+    )
 }
 
 /// `compat.request`: client request → upstream request.
@@ -80,7 +94,7 @@ pub fn request_call(
     model: Option<&str>,
 ) -> ModuleCall {
     let h = json!({"from": client.as_str(), "to": upstream.as_str(), "profile": profile, "model": model});
-    json_call("compat", "compat.request", h, body, scope("compat", upstream, "request"))
+    json_call(("compat", "compat.request"), "compat.request", h, body, scope("compat", upstream, "request"))
 }
 
 /// `compat.response`: upstream response → client response.
@@ -92,7 +106,7 @@ pub fn response_call(
     profile: Option<&str>,
 ) -> ModuleCall {
     let h = json!({"ctx": ctx, "from": upstream.as_str(), "to": client.as_str(), "profile": profile});
-    json_call("compat", "compat.response", h, body, scope("compat", client, "response"))
+    json_call(("compat", "compat.response"), "compat.response", h, body, scope("compat", client, "response"))
 }
 
 /// `compat.error`: upstream error → client error.
@@ -106,13 +120,20 @@ pub fn error_call(
 ) -> ModuleCall {
     let input = json!({"status": status, "body": body, "retry_after": retry_after, "retry_after_ms": retry_after_ms});
     let h = json!({"from": upstream.as_str(), "to": client.as_str()});
-    json_call("compat", "compat.error", h, input.to_string().as_bytes(), scope("compat", client, "error"))
+    json_call(
+        ("compat", "compat.error"),
+        "compat.error",
+        h,
+        input.to_string().as_bytes(),
+        scope("compat", client, "error"),
+    )
 }
 
 /// `tools.canonicalize` of a request (kind `request`) or a response (kind `response`, needs `ctx`).
 pub fn tools_call(ctx: Option<&Context>, from: Protocol, client: Protocol, kind: &str, body: &[u8]) -> ModuleCall {
+    let name = if kind == "response" { "tools.response" } else { "tools.request" };
     json_call(
-        "tools",
+        ("tools", name),
         "tools.canonicalize",
         json!({"ctx": ctx, "from": from.as_str(), "kind": kind}),
         body,
@@ -122,7 +143,13 @@ pub fn tools_call(ctx: Option<&Context>, from: Protocol, client: Protocol, kind:
 
 /// `tokenizer.count` of a text.
 pub fn tokenizer_call(client: Protocol, text: &str) -> ModuleCall {
-    json_call("tokenizer", "tokenizer.count", json!({}), text.as_bytes(), scope("tokenizer", client, "tokens"))
+    json_call(
+        ("tokenizer", "tokenizer.count"),
+        "tokenizer.count",
+        json!({}),
+        text.as_bytes(),
+        scope("tokenizer", client, "tokens"),
+    )
 }
 
 /// The stream session options of a stream conversion.
@@ -138,10 +165,11 @@ pub fn stream_call(
     upstream: Protocol,
     client: Protocol,
     include_usage: bool,
-    upstream_bytes: Vec<u8>,
+    upstream_bytes: bytes::Bytes,
 ) -> ModuleCall {
     ModuleCall {
         module: "streaming",
+        name: "streaming.stream",
         op: "stream",
         input: stream_options(ctx, upstream, client, include_usage),
         stream: Some(upstream_bytes),
@@ -169,7 +197,7 @@ pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
                           "upstream_protocol": upstream.as_str(), "upstream_model": case.upstream_model}]);
     let mut calls = vec![
         routing_call(client, model, case.tenant.as_deref(), &routes),
-        request_call(client, upstream, &request, None, case.upstream_model.as_deref()),
+        request_call(client, upstream, &request, case.profile.as_deref(), case.upstream_model.as_deref()),
         tools_call(None, client, client, "request", &request),
     ];
     let mut answer = None;
@@ -180,7 +208,7 @@ pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
         };
         if (200..300).contains(&r.status) {
             answer = Some(&r.body);
-            calls.push(response_call(ctx, upstream, client, &body, None));
+            calls.push(response_call(ctx, upstream, client, &body, case.profile.as_deref()));
             calls.push(tools_call(Some(ctx), upstream, client, "response", &body));
         } else {
             let h = |k: &str| r.headers.get(k).map(String::as_str);
@@ -195,7 +223,7 @@ pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
         }
     }
     if let Some(s) = &case.upstream_stream {
-        calls.push(stream_call(ctx, upstream, client, include_usage(&case.request), s.clone().into_bytes()));
+        calls.push(stream_call(ctx, upstream, client, include_usage(&case.request), s.clone().into()));
     }
     calls.push(tokenizer_call(client, &tokenizer_text(&case.request, answer)));
     calls

@@ -7,18 +7,19 @@ use serde_json::{Value, json};
 use shadowgate::diff::Outcome;
 use shadowgate::proxy::config::Config;
 use shadowgate::proxy::shadow::DiffRecord;
-use shadowgate::proxy::{build, spawn, spawn_mock};
+use shadowgate::proxy::{Recording, build, spawn, spawn_mock};
 use shadowgate::runtime::{WasmConfig, WasmRuntime};
+use shadowgate::sink::SinkRecord;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 const ANY: &str = "127.0.0.1:0";
 
 struct Proxy {
     url: String,
-    records: Receiver<DiffRecord>,
+    records: Receiver<SinkRecord>,
     state: Arc<shadowgate::proxy::server::AppState>,
 }
 
@@ -81,8 +82,8 @@ async fn start(cfg: Config, guest: Option<&[u8]>) -> Proxy {
         Some(bytes) => WasmRuntime::new(bytes, "test-guest", wasm_cfg).unwrap(),
         None => WasmRuntime::embedded(wasm_cfg).unwrap(),
     });
-    let (tx, records) = sync_channel(4096);
-    let state = build(cfg, wasm, tx).unwrap();
+    let (rec, records) = Recording::channel(4096);
+    let state = build(cfg, wasm, rec).unwrap();
     let addr = spawn(state.clone(), ANY.parse().unwrap()).await.unwrap();
     Proxy { url: format!("http://{addr}"), records, state }
 }
@@ -140,7 +141,7 @@ fn records(p: &Proxy, want: usize) -> Vec<DiffRecord> {
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while out.len() < want && std::time::Instant::now() < deadline {
-        if let Ok(r) = p.records.recv_timeout(Duration::from_millis(50)) {
+        if let Ok(SinkRecord::Diff(r)) = p.records.recv_timeout(Duration::from_millis(50)) {
             out.push(r);
         }
     }

@@ -1,10 +1,11 @@
 //! The official OpenAI and Anthropic Python SDKs as real clients of the
 //! proxy (non-streaming, streaming, tool calls, errors), in front of the mock.
-//! Needs `python3` with `tests/sdk/requirements.txt` installed (`make test` does it).
+//! Needs `python3` with `tests/requirements.txt` installed (`make test` does it).
 
 use shadowgate::proxy::config::Config;
-use shadowgate::proxy::{build, spawn, spawn_mock};
+use shadowgate::proxy::{Recording, build, spawn, spawn_mock};
 use shadowgate::runtime::{WasmConfig, WasmRuntime};
+use shadowgate::sink::SinkRecord;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,8 +15,8 @@ async fn official_sdks_work_through_the_proxy() {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/local.toml")).unwrap();
     let cfg = Config::parse(&text.replace("127.0.0.1:9000", &mock.to_string()), "local.toml").unwrap();
     let wasm = Arc::new(WasmRuntime::embedded(WasmConfig { cache_dir: None, ..WasmConfig::default() }).unwrap());
-    let (tx, records) = std::sync::mpsc::sync_channel(4096);
-    let addr = spawn(build(cfg, wasm, tx).unwrap(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (rec, records) = Recording::channel(4096);
+    let addr = spawn(build(cfg, wasm, rec).unwrap(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/sdk_clients.py");
     let out = tokio::process::Command::new("python3")
         .arg(script)
@@ -26,12 +27,17 @@ async fn official_sdks_work_through_the_proxy() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
-        "SDK clients failed (install them with `pip install -r tests/sdk/requirements.txt`):\n{stdout}\n{stderr}"
+        "SDK clients failed (install them with `pip install -r tests/requirements.txt`):\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     // The shadow compared what the SDKs were served, and agreed.
-    let recs: Vec<_> =
-        std::iter::from_fn(|| records.recv_timeout(std::time::Duration::from_secs(2)).ok()).take(20).collect();
+    let recs: Vec<_> = std::iter::from_fn(|| records.recv_timeout(std::time::Duration::from_secs(2)).ok())
+        .filter_map(|r| match r {
+            SinkRecord::Diff(d) => Some(d),
+            SinkRecord::Case(_) => None,
+        })
+        .take(20)
+        .collect();
     assert!(
         recs.len() >= 20 && recs.iter().all(|r| r.result.agrees()),
         "{:?}",

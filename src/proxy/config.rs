@@ -275,11 +275,86 @@ pub struct SinkConfig {
     /// Folder of the `diffs/` and `cases/` tables.
     #[serde(default = "d_data_dir")]
     pub data_dir: PathBuf,
+    /// Instance id in file names (default `<hostname>-<pid>`).
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Records waiting for the writer; more are dropped (counted).
+    #[serde(default = "d_channel")]
+    pub channel_size: usize,
+    /// Rows collected before they are handed to the file.
+    #[serde(default = "d_batch_rows")]
+    pub batch_rows: usize,
+    /// Rows per Parquet row group.
+    #[serde(default = "d_row_group")]
+    pub row_group_rows: usize,
+    /// A file closes (becomes visible) at this many rows…
+    #[serde(default = "d_file_rows")]
+    pub max_file_rows: usize,
+    /// …or this size…
+    #[serde(default = "d_file_mb")]
+    pub max_file_mb: usize,
+    /// …or this age: the most a kill -9 can lose.
+    #[serde(default = "d_flush_ms")]
+    pub flush_interval_ms: u64,
+    /// Days of `cases` partitions kept.
+    #[serde(default = "d_keep_cases")]
+    pub retention_days_cases: u32,
+    /// Days of `diffs` partitions kept.
+    #[serde(default = "d_keep_diffs")]
+    pub retention_days_diffs: u32,
+    /// JSON-pointer patterns (`*`, `**`) whose values are always hashed as PII.
+    #[serde(default)]
+    pub pii_paths: Vec<String>,
+}
+
+fn d_channel() -> usize {
+    65_536
+}
+fn d_batch_rows() -> usize {
+    8192
+}
+fn d_row_group() -> usize {
+    65_536
+}
+fn d_file_rows() -> usize {
+    1_000_000
+}
+fn d_file_mb() -> usize {
+    256
+}
+fn d_flush_ms() -> u64 {
+    30_000
+}
+fn d_keep_cases() -> u32 {
+    14
+}
+fn d_keep_diffs() -> u32 {
+    90
 }
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        SinkConfig { data_dir: d_data_dir() }
+        toml::from_str("").expect("the sink defaults parse")
+    }
+}
+
+impl SinkConfig {
+    /// The writer's options.
+    pub fn options(&self) -> crate::sink::SinkOptions {
+        crate::sink::SinkOptions {
+            data_dir: self.data_dir.clone(),
+            instance: crate::sink::instance_id(self.instance_id.as_deref()),
+            channel_size: self.channel_size.max(1),
+            batch_rows: self.batch_rows.max(1),
+            rotation: crate::sink::files::Rotation {
+                row_group_rows: self.row_group_rows.max(1),
+                max_file_rows: self.max_file_rows.max(1),
+                max_file_bytes: self.max_file_mb.max(1) << 20,
+                max_file_age: std::time::Duration::from_millis(self.flush_interval_ms.max(1)),
+            },
+            retention_cases_days: self.retention_days_cases,
+            retention_diffs_days: self.retention_days_diffs,
+        }
     }
 }
 
@@ -299,9 +374,22 @@ pub struct SamplingConfig {
     /// Mismatching requests always kept, up to this many a minute.
     #[serde(default = "d_budget")]
     pub mismatch_budget_per_minute: u32,
-    /// Hard cap of cases a minute.
+    /// Hard cap of cases a minute (mismatches have their own budget).
     #[serde(default = "d_cap")]
     pub cap_per_minute: u32,
+    /// Rate used for a while after a new guest or core version starts.
+    #[serde(default = "d_boost_rate")]
+    pub boost_rate: f64,
+    /// How long the boost lasts.
+    #[serde(default = "d_boost_minutes")]
+    pub boost_minutes: u32,
+}
+
+fn d_boost_rate() -> f64 {
+    0.1
+}
+fn d_boost_minutes() -> u32 {
+    60
 }
 
 impl Default for SamplingConfig {
@@ -312,6 +400,8 @@ impl Default for SamplingConfig {
             routes: BTreeMap::new(),
             mismatch_budget_per_minute: d_budget(),
             cap_per_minute: d_cap(),
+            boost_rate: d_boost_rate(),
+            boost_minutes: d_boost_minutes(),
         }
     }
 }
@@ -405,13 +495,20 @@ impl Config {
         if self.shadow.workers == 0 || self.shadow.queue_size == 0 {
             return Err(("shadow.workers".into(), "workers and queue_size must be at least 1".into()));
         }
-        let rates = std::iter::once(("sampling.rate".to_string(), self.sampling.rate))
-            .chain(self.sampling.tenants.iter().map(|(k, v)| (format!("sampling.tenants.{k}"), *v)))
-            .chain(self.sampling.routes.iter().map(|(k, v)| (format!("sampling.routes.{k}"), *v)));
+        let rates = [
+            ("sampling.rate".to_string(), self.sampling.rate),
+            ("sampling.boost_rate".into(), self.sampling.boost_rate),
+        ]
+        .into_iter()
+        .chain(self.sampling.tenants.iter().map(|(k, v)| (format!("sampling.tenants.{k}"), *v)))
+        .chain(self.sampling.routes.iter().map(|(k, v)| (format!("sampling.routes.{k}"), *v)));
         for (key, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
                 return Err((key, format!("rate {rate} is not in 0..=1")));
             }
+        }
+        for (i, p) in self.sink.pii_paths.iter().enumerate() {
+            crate::diff::path::PathPattern::parse(p).map_err(|e| (format!("sink.pii_paths[{i}]"), e))?;
         }
         self.listen
             .parse::<std::net::SocketAddr>()

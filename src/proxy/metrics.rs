@@ -1,6 +1,7 @@
 //! Prometheus metrics (`shadowgate_` prefix), served at `/metrics`.
 
 use crate::runtime::WasmStats;
+use crate::sink::SinkStats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -87,8 +88,6 @@ pub struct Metrics {
     pub fallbacks: Family<ModuleLabels, Counter>,
     /// Comparisons by module and outcome.
     pub comparisons: Family<OutcomeLabels, Counter>,
-    /// Records dropped before the sink (channel full).
-    pub records_dropped: Counter,
     /// Guest module load (compile or cache) time.
     pub wasm_load_seconds: Gauge<f64, AtomicU64>,
     /// Guest instances created.
@@ -99,15 +98,9 @@ pub struct Metrics {
     pub wasm_memory_bytes: Gauge,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    /// All metrics, registered.
-    pub fn new() -> Metrics {
+    /// All metrics, registered, with the sink's counters.
+    pub fn new(sink: &SinkStats) -> Metrics {
         let mut registry = Registry::with_prefix("shadowgate");
         let m = Metrics {
             requests: Family::default(),
@@ -119,7 +112,6 @@ impl Metrics {
             shadow_errors: Family::default(),
             fallbacks: Family::default(),
             comparisons: Family::default(),
-            records_dropped: Counter::default(),
             wasm_load_seconds: Gauge::default(),
             wasm_instantiations: Gauge::default(),
             wasm_instantiate_seconds: Gauge::default(),
@@ -140,7 +132,15 @@ impl Metrics {
         r.register("shadow_errors", "Shadow runtime failures by kind", m.shadow_errors.clone());
         r.register("fallbacks", "Explicit wasm-primary to native fallbacks by module", m.fallbacks.clone());
         r.register("comparisons", "Shadow comparisons by module and outcome", m.comparisons.clone());
-        r.register("records_dropped", "Diff records dropped before the sink", m.records_dropped.clone());
+        r.register("sink_rows_written", "Rows written to Parquet, by table", sink.rows.clone());
+        r.register(
+            "sink_records_dropped",
+            "Records dropped before the sink (channel full), by table",
+            sink.dropped.clone(),
+        );
+        r.register("sink_files_written", "Parquet files made visible, by table", sink.files.clone());
+        r.register("sink_rows_failed", "Rows lost to write errors, by table", sink.errors.clone());
+        r.register("cases_sampled", "Cases kept, by sampling reason", sink.sampled.clone());
         r.register(
             "wasm_load_seconds",
             "Guest module load time (compile or artifact cache)",

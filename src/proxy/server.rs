@@ -9,11 +9,14 @@
 use super::config::{Config, RouteConfig};
 use super::metrics::{Metrics, ModuleLabels, ModuleRuntimeLabels, RequestLabels, RuntimeLabels};
 use super::mode::{self, Mode, Resolution, Setting, Stage};
+use super::record::{Answer, Exchange, Recorder};
 use super::shadow::{self, DiffRecord, Dims, Runtimes, Shadow, ShadowCall, ShadowJob};
 use super::upstream::{Upstream, without_url};
 use crate::diff::{DiffResult, Differ, Outcome};
 use crate::plan::{self, ModuleCall};
 use crate::runtime::{RuntimeError, RuntimeKind, WasmRuntime};
+use crate::sink::SinkSender;
+use crate::sink::sampling::Sampler;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -26,10 +29,9 @@ use sha2::{Digest, Sha256};
 use shadowgate_core::dispatch::open_envelope;
 use shadowgate_core::{Context, Protocol};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Everything a request needs.
 pub struct AppState {
@@ -43,26 +45,36 @@ pub struct AppState {
     pub upstream: Upstream,
     /// Shadow executor.
     pub shadow: Shadow,
-    /// Where diff records go.
-    pub records: SyncSender<DiffRecord>,
+    /// Where diff records and cases go.
+    pub records: SinkSender,
+    /// Samples and records cases.
+    pub recorder: Arc<Recorder>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Module stages, changeable while serving.
     pub stages: RwLock<BTreeMap<String, Stage>>,
     admin_token: Option<String>,
     seq: AtomicU64,
+    streams: AtomicUsize,
 }
 
 impl AppState {
     /// Builds the state: runtimes (the guest loaded and checked), upstream
-    /// client, shadow workers. `records` receives every diff record.
+    /// client, shadow workers. Records and cases go to `rec`.
     pub fn new(
         config: Config,
         wasm: Arc<WasmRuntime>,
         differ: Arc<Differ>,
-        records: SyncSender<DiffRecord>,
+        rec: super::Recording,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<AppState> {
+        let records = rec.sink;
+        let recorder = Arc::new(Recorder::new(
+            Sampler::new(&config.sampling, rec.new_version),
+            rec.redactor,
+            rec.stats,
+            differ.ruleset().version(),
+        ));
         let upstream = Upstream::new(&config)?;
         let admin_token = match &config.admin_token_env {
             Some(var) => Some(
@@ -73,12 +85,11 @@ impl AppState {
         };
         let rts = Runtimes { native: Arc::new(crate::runtime::NativeRuntime::new()), wasm: wasm.clone() };
         let shadow = Shadow::start(
-            config.shadow.workers,
-            config.shadow.queue_size,
-            config.shadow.nice,
+            &config.shadow,
             rts.clone(),
             differ,
             records.clone(),
+            Some(recorder.clone()),
             metrics.clone(),
         );
         let stages = crate::proxy::config::MODULES.iter().map(|m| (m.to_string(), config.stage(m))).collect();
@@ -90,11 +101,21 @@ impl AppState {
             upstream,
             shadow,
             records,
+            recorder,
             metrics,
             stages: RwLock::new(stages),
             admin_token,
             seq: AtomicU64::new(0),
+            streams: AtomicUsize::new(0),
         })
+    }
+
+    /// Waits (up to `limit`) until no stream is being pumped.
+    pub async fn streams_done(&self, limit: Duration) {
+        let start = Instant::now();
+        while self.streams.load(Ordering::Acquire) > 0 && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     fn stage(&self, module: &str) -> Stage {
@@ -332,6 +353,7 @@ async fn handle(
         model: model.clone(),
         stream,
         mode: String::new(),
+        compat_profile: String::new(),
     };
     let sticky = cfg
         .split_key_header
@@ -369,6 +391,8 @@ async fn handle(
     dims.route = route_id;
     dims.upstream_protocol = upstream.as_str().into();
     dims.mode = label.mode.clone();
+    dims.compat_profile =
+        shadowgate_core::compat::profile(provider.profile.as_deref(), upstream).map(|p| p.version).unwrap_or("").into();
     let dims = Arc::new(dims);
 
     let upstream_model = target["upstream_model"].as_str().map(str::to_string);
@@ -400,6 +424,22 @@ async fn handle(
     let retry = |k: &str| up.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (retry_after, retry_after_ms) = (retry("retry-after"), retry("retry-after-ms"));
     let mut extra = vec![plan::tools_call(None, client, client, "request", &bytes)];
+    let mut case_headers = BTreeMap::new();
+    for name in cfg.pass_headers.iter().chain([&cfg.tenant_header]) {
+        if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
+            case_headers.insert(name.to_ascii_lowercase(), v.to_string());
+        }
+    }
+    let exchange = |answer: Answer| Exchange {
+        client,
+        upstream,
+        request: bytes.clone(),
+        headers: case_headers.clone(),
+        upstream_model: upstream_model.clone(),
+        profile: provider.profile.clone(),
+        ctx: ctx.clone(),
+        answer,
+    };
 
     if !(200..300).contains(&status) || !stream {
         let body = match up.bytes().await {
@@ -446,10 +486,18 @@ async fn handle(
             extra.push(plan::tokenizer_call(client, &plan::tokenizer_text(&req, None)));
             error_from(client, &out)
         };
-        finish(st, &dims, &res, served, extra, resp)
+        let mut kept = BTreeMap::new();
+        for (k, v) in [("retry-after", &retry_after), ("retry-after-ms", &retry_after_ms)] {
+            if let Some(v) = v {
+                kept.insert(k.to_string(), v.clone());
+            }
+        }
+        let ex = exchange(Answer::Response { status, body: body.clone(), headers: kept });
+        finish(st, &dims, &res, served, extra, ex, resp)
     } else {
         extra.push(plan::tokenizer_call(client, &plan::tokenizer_text(&req, None)));
-        stream_response(st.clone(), dims, res, served, extra, ctx, upstream, client, plan::include_usage(&req), up)
+        let ex = exchange(Answer::Stream(Bytes::new()));
+        stream_response(st.clone(), dims, res, served, extra, ex, plan::include_usage(&req), up)
     }
 }
 
@@ -481,6 +529,7 @@ fn finish(
     res: &Resolution,
     mut served: Served,
     extra: Vec<ModuleCall>,
+    exchange: Exchange,
     mut resp: Response,
 ) -> Response {
     let h = resp.headers_mut();
@@ -489,13 +538,14 @@ fn finish(
         h.insert("x-shadowgate-fallback", HeaderValue::from_static("native"));
     }
     served.extra(st, res, extra);
-    submit(st, dims, served.calls);
+    submit(st, dims, served.calls, Some(exchange));
     resp
 }
 
-fn submit(st: &AppState, dims: &Arc<Dims>, calls: Vec<ShadowCall>) {
-    if !calls.is_empty() {
-        st.shadow.submit(ShadowJob { dims: dims.clone(), calls });
+/// Queues the shadow job; without calls only when the exchange may become a case.
+fn submit(st: &AppState, dims: &Arc<Dims>, calls: Vec<ShadowCall>, exchange: Option<Exchange>) {
+    if !calls.is_empty() || (exchange.is_some() && st.recorder.wants(dims)) {
+        st.shadow.submit(ShadowJob { dims: dims.clone(), calls, exchange: exchange.map(Box::new) });
     }
 }
 
@@ -511,12 +561,11 @@ fn stream_response(
     res: Resolution,
     mut served: Served,
     extra: Vec<ModuleCall>,
-    ctx: Context,
-    upstream: Protocol,
-    client: Protocol,
+    mut exchange: Exchange,
     include_usage: bool,
     up: reqwest::Response,
 ) -> Response {
+    let (ctx, upstream, client) = (exchange.ctx.clone(), exchange.upstream, exchange.client);
     let mode = module_mode(&st, &res, "streaming");
     let rt = mode::runtimes(mode, &served.sticky);
     let options = plan::stream_options(&ctx, upstream, client, include_usage);
@@ -524,6 +573,7 @@ fn stream_response(
     let fallback = served.fallback;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let task_st = st.clone();
+    st.streams.fetch_add(1, Ordering::AcqRel);
     tokio::spawn(async move {
         let st = task_st;
         let cap = st.config.shadow.max_stream_bytes;
@@ -590,21 +640,28 @@ fn stream_response(
             .module_seconds
             .get_or_create(&ModuleRuntimeLabels { module: "streaming".into(), runtime: primary.as_str().into() })
             .observe(us as f64 / 1e6);
+        let mut whole = None;
         if over_cap || client_gone {
             // Without the whole upstream stream there is nothing to replay faithfully.
             st.metrics.shadow_dropped.inc();
-        } else if let Some(shadow) = rt.shadow.filter(|_| primary == rt.primary) {
-            let call = plan::stream_call(&ctx, upstream, client, include_usage, recorded);
-            served.calls.push(ShadowCall {
-                call,
-                primary,
-                shadow,
-                primary_output: Some(output.into_bytes()),
-                primary_us: us,
-            });
+        } else {
+            let recorded = Bytes::from(recorded);
+            if let Some(shadow) = rt.shadow.filter(|_| primary == rt.primary) {
+                let call = plan::stream_call(&ctx, upstream, client, include_usage, recorded.clone());
+                served.calls.push(ShadowCall {
+                    call,
+                    primary,
+                    shadow,
+                    primary_output: Some(output.into_bytes()),
+                    primary_us: us,
+                });
+            }
+            exchange.answer = Answer::Stream(recorded);
+            whole = Some(exchange);
         }
         served.extra(&st, &res, extra);
-        submit(&st, &dims, served.calls);
+        submit(&st, &dims, served.calls, whole);
+        st.streams.fetch_sub(1, Ordering::AcqRel);
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let mut resp = Response::builder()

@@ -4,9 +4,11 @@
 //! blocks. Results go to the record channel, also bounded.
 
 use super::metrics::{KindLabels, Metrics, ModuleRuntimeLabels, OutcomeLabels};
+use super::record::{Exchange, Recorder};
 use crate::diff::{DiffResult, Differ, Outcome};
 use crate::plan::{self, ModuleCall};
 use crate::runtime::{Runtime, RuntimeError, RuntimeKind};
+use crate::sink::{SinkRecord, SinkSender};
 use serde::Serialize;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,8 @@ pub struct Dims {
     pub stream: bool,
     /// Resolved mode.
     pub mode: String,
+    /// Compat profile version of the upstream (`openai/1`, …).
+    pub compat_profile: String,
 }
 
 /// One module comparison, ready for the sink.
@@ -77,6 +81,8 @@ pub struct ShadowJob {
     pub dims: Arc<Dims>,
     /// Its calls.
     pub calls: Vec<ShadowCall>,
+    /// The exchange, for case sampling.
+    pub exchange: Option<Box<Exchange>>,
 }
 
 /// The two runtimes.
@@ -151,38 +157,37 @@ pub fn run_call(rts: &Runtimes, differ: &Differ, dims: &Arc<Dims>, c: &ShadowCal
 }
 
 /// Sends a record without blocking; a full channel drops it (counted).
-pub fn emit(records: &SyncSender<DiffRecord>, metrics: &Metrics, r: DiffRecord) {
+pub fn emit(records: &SinkSender, metrics: &Metrics, r: DiffRecord) {
     metrics
         .comparisons
         .get_or_create(&OutcomeLabels { module: r.result.module.clone(), outcome: r.result.outcome.as_str().into() })
         .inc();
-    if records.try_send(r).is_err() {
-        metrics.records_dropped.inc();
-    }
+    records.send(SinkRecord::Diff(r));
 }
 
 impl Shadow {
-    /// Starts `workers` threads behind a queue of `queue` jobs.
+    /// Starts `cfg.workers` threads behind a queue of `cfg.queue_size` jobs.
     pub fn start(
-        workers: usize,
-        queue: usize,
-        nice: i32,
+        cfg: &super::config::ShadowConfig,
         rts: Runtimes,
         differ: Arc<Differ>,
-        records: SyncSender<DiffRecord>,
+        records: SinkSender,
+        recorder: Option<Arc<Recorder>>,
         metrics: Arc<Metrics>,
     ) -> Shadow {
-        let (tx, rx) = sync_channel::<ShadowJob>(queue);
+        let (workers, nice) = (cfg.workers, cfg.nice);
+        let (tx, rx) = sync_channel::<ShadowJob>(cfg.queue_size);
         let rx = Arc::new(Mutex::new(rx));
         let handles = (0..workers)
             .map(|i| {
                 let (rx, rts, differ, records, metrics) =
                     (rx.clone(), rts.clone(), differ.clone(), records.clone(), metrics.clone());
+                let recorder = recorder.clone();
                 std::thread::Builder::new()
                     .name(format!("shadowgate-shadow-{i}"))
                     .spawn(move || {
                         lower_priority(nice);
-                        worker(&rx, &rts, &differ, &records, &metrics)
+                        worker(&rx, &rts, &differ, &records, recorder.as_deref(), &metrics)
                     })
                     .expect("spawning a shadow worker")
             })
@@ -235,7 +240,8 @@ fn worker(
     rx: &Mutex<Receiver<ShadowJob>>,
     rts: &Runtimes,
     differ: &Differ,
-    records: &SyncSender<DiffRecord>,
+    records: &SinkSender,
+    recorder: Option<&Recorder>,
     metrics: &Metrics,
 ) {
     loop {
@@ -244,8 +250,16 @@ fn worker(
             Err(_) => return,
         };
         metrics.shadow_queue_depth.dec();
+        let mut diverged = false;
         for c in &job.calls {
-            emit(records, metrics, run_call(rts, differ, &job.dims, c, metrics));
+            let r = run_call(rts, differ, &job.dims, c, metrics);
+            diverged |= !r.result.agrees();
+            emit(records, metrics, r);
+        }
+        if let (Some(rec), Some(ex)) = (recorder, &job.exchange) {
+            let primary =
+                job.calls.iter().find(|c| c.call.module == "compat").map_or(RuntimeKind::Native, |c| c.primary);
+            rec.record(rts, primary, &job.dims, ex, diverged, records);
         }
     }
 }

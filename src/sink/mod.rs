@@ -1,4 +1,478 @@
-//! What leaves the process: redaction now; the Parquet `diffs/` and `cases/`
-//! writer lands with the sink issue.
+//! What leaves the process: redacted diff records and sampled cases, written
+//! to the Parquet `diffs/` and `cases/` tables by one writer thread.
+//!
+//! The writer is fed by a bounded channel; senders never block (a full
+//! channel drops the record and counts it). Rows are collected per date
+//! partition, handed to the open file every second or every `batch_rows`
+//! rows, and files close by size or age (see [`files`]). Dropping every
+//! sender drains the channel and closes every file.
 
+pub mod files;
 pub mod redact;
+pub mod sampling;
+pub mod schema;
+
+use crate::case::Case;
+use crate::proxy::shadow::{DiffRecord, Dims};
+use chrono::NaiveDate;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use redact::Redactor;
+use schema::{CaseBatch, DiffBatch, Table};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The versions every row is written under (the per-row ruleset and compat
+/// profile versions come with the row).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Versions {
+    /// Native core version.
+    pub core: String,
+    /// Wasm guest module SHA-256.
+    pub guest_sha256: String,
+    /// Canonical SSE schema version.
+    pub sse_protocol: String,
+    /// shadowgate build version.
+    pub build: String,
+    /// Writing instance.
+    pub instance: String,
+}
+
+impl Versions {
+    /// The versions of this process with `guest_sha256` as the wasm guest.
+    pub fn current(guest_sha256: &str, instance: &str) -> Versions {
+        Versions {
+            core: shadowgate_core::dispatch::CORE_VERSION.into(),
+            guest_sha256: guest_sha256.into(),
+            sse_protocol: shadowgate_core::streaming::SSE_PROTOCOL_VERSION.into(),
+            build: env!("CARGO_PKG_VERSION").into(),
+            instance: instance.into(),
+        }
+    }
+}
+
+/// This instance's id: the configured one, else `<hostname>-<pid>`; only `[A-Za-z0-9_.-]` kept.
+pub fn instance_id(configured: Option<&str>) -> String {
+    let raw = match configured {
+        Some(c) => c.to_string(),
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "host".into());
+            format!("{}-{}", host.trim(), std::process::id())
+        }
+    };
+    let id: String =
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' }).collect();
+    if id.is_empty() { "instance".into() } else { id }
+}
+
+/// A sampled request, redacted, with what the primary produced for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseRow {
+    /// Request dimensions.
+    pub dims: Dims,
+    /// The replayable case (redacted; carries its context).
+    pub case: Case,
+    /// Runtime whose outputs are recorded.
+    pub primary_runtime: String,
+    /// Output per call name, from the redacted case.
+    pub outputs: BTreeMap<String, String>,
+    /// Why it was kept (`mismatch`, `new_version`, `rate`, `baseline`).
+    pub sampling_reason: String,
+    /// Ruleset version in force.
+    pub ruleset_version: String,
+}
+
+/// One record for the writer. Diff records, the hot path, are not boxed.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum SinkRecord {
+    /// A module comparison.
+    Diff(DiffRecord),
+    /// A sampled case.
+    Case(Box<CaseRow>),
+}
+
+impl SinkRecord {
+    fn table(&self) -> Table {
+        match self {
+            SinkRecord::Diff(_) => Table::Diffs,
+            SinkRecord::Case(_) => Table::Cases,
+        }
+    }
+}
+
+/// A table label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    /// `diffs` or `cases`.
+    pub table: String,
+}
+
+/// A sampling reason label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `mismatch`, `new_version`, `rate`.
+    pub reason: String,
+}
+
+/// The sink's counters (registered by the proxy's metrics).
+#[derive(Clone, Default)]
+pub struct SinkStats {
+    /// Rows written, by table.
+    pub rows: Family<TableLabels, Counter>,
+    /// Records dropped because the channel was full, by table.
+    pub dropped: Family<TableLabels, Counter>,
+    /// Files made visible, by table.
+    pub files: Family<TableLabels, Counter>,
+    /// Rows lost to write errors, by table.
+    pub errors: Family<TableLabels, Counter>,
+    /// Cases kept, by sampling reason.
+    pub sampled: Family<ReasonLabels, Counter>,
+}
+
+impl SinkStats {
+    fn label(t: Table) -> TableLabels {
+        TableLabels { table: t.as_str().into() }
+    }
+
+    /// Rows written to `table` so far.
+    pub fn rows_written(&self, t: Table) -> u64 {
+        self.rows.get_or_create(&Self::label(t)).get()
+    }
+
+    /// Records of `table` dropped so far.
+    pub fn rows_dropped(&self, t: Table) -> u64 {
+        self.dropped.get_or_create(&Self::label(t)).get()
+    }
+}
+
+/// Sends records to the writer without ever blocking.
+#[derive(Clone)]
+pub struct SinkSender {
+    tx: SyncSender<SinkRecord>,
+    stats: SinkStats,
+}
+
+impl SinkSender {
+    /// Queues a record; a full channel drops it (counted). Returns whether it was queued.
+    pub fn send(&self, r: SinkRecord) -> bool {
+        let table = r.table();
+        if self.tx.try_send(r).is_err() {
+            self.stats.dropped.get_or_create(&SinkStats::label(table)).inc();
+            return false;
+        }
+        true
+    }
+
+    /// Queues a record, waiting while the channel is full: for load
+    /// generators and batch jobs, never for the serving path.
+    pub fn send_wait(&self, r: SinkRecord) -> bool {
+        self.tx.send(r).is_ok()
+    }
+
+    /// A sender whose records arrive at the returned receiver (tests, embedding).
+    pub fn channel(capacity: usize, stats: SinkStats) -> (SinkSender, Receiver<SinkRecord>) {
+        let (tx, rx) = sync_channel(capacity);
+        (SinkSender { tx, stats }, rx)
+    }
+}
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    /// Folder of the tables.
+    pub data_dir: PathBuf,
+    /// Instance id in file names.
+    pub instance: String,
+    /// Records waiting for the writer; more are dropped.
+    pub channel_size: usize,
+    /// Rows collected before they go to the file.
+    pub batch_rows: usize,
+    /// File rotation.
+    pub rotation: files::Rotation,
+    /// Days of `cases` kept.
+    pub retention_cases_days: u32,
+    /// Days of `diffs` kept.
+    pub retention_diffs_days: u32,
+}
+
+/// What the writer did, when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkSummary {
+    /// Rows written per table.
+    pub rows: BTreeMap<&'static str, u64>,
+    /// Files written per table.
+    pub files: BTreeMap<&'static str, u64>,
+    /// Rows lost to write errors.
+    pub errors: u64,
+}
+
+/// The running writer.
+pub struct Sink {
+    handle: JoinHandle<SinkSummary>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sink {
+    /// Starts the writer: cleans temporary files left by dead writers, applies
+    /// retention, then writes what arrives until every sender is dropped.
+    pub fn start(
+        opts: SinkOptions,
+        versions: Versions,
+        redactor: Arc<Redactor>,
+        stats: SinkStats,
+    ) -> std::io::Result<(SinkSender, Sink)> {
+        std::fs::create_dir_all(&opts.data_dir)?;
+        let stale = opts.rotation.max_file_age * 2 + Duration::from_secs(60);
+        let cleaned = files::clean_temp_files(&opts.data_dir, &opts.instance, stale);
+        if cleaned > 0 {
+            tracing::warn!(files = cleaned, "removed temporary files left by a writer that stopped");
+        }
+        let (sender, rx) = SinkSender::channel(opts.channel_size, stats.clone());
+        let mut w = Writer::new(opts, versions, redactor, stats);
+        w.retention();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::Builder::new().name("shadowgate-sink".into()).spawn(move || w.run(rx, &s))?;
+        Ok((sender, Sink { handle, stop }))
+    }
+
+    /// Writes what is queued, closes every file and stops. Call it once the
+    /// producers are done (a sender kept elsewhere does not hold it up).
+    pub fn finish(self) -> SinkSummary {
+        self.stop.store(true, Ordering::Release);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+fn today() -> NaiveDate {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    files::partition_date(now.as_micros() as i64)
+}
+
+struct Writer {
+    opts: SinkOptions,
+    versions: Versions,
+    redactor: Arc<Redactor>,
+    stats: SinkStats,
+    diffs: BTreeMap<NaiveDate, DiffBatch>,
+    cases: BTreeMap<NaiveDate, CaseBatch>,
+    diff_files: files::TableFiles,
+    case_files: files::TableFiles,
+    summary: SinkSummary,
+    last_retention: Instant,
+}
+
+const TICK: Duration = Duration::from_secs(1);
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+impl Writer {
+    fn new(opts: SinkOptions, versions: Versions, redactor: Arc<Redactor>, stats: SinkStats) -> Writer {
+        let files = |t| files::TableFiles::new(&opts.data_dir, t, &opts.instance, opts.rotation.clone());
+        Writer {
+            diff_files: files(Table::Diffs),
+            case_files: files(Table::Cases),
+            opts,
+            versions,
+            redactor,
+            stats,
+            diffs: BTreeMap::new(),
+            cases: BTreeMap::new(),
+            summary: SinkSummary::default(),
+            last_retention: Instant::now(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<SinkRecord>, stop: &AtomicBool) -> SinkSummary {
+        let mut last_tick = Instant::now();
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            match rx.recv_timeout(if stopping { Duration::from_millis(20) } else { TICK / 4 }) {
+                Ok(r) => self.push(r),
+                Err(RecvTimeoutError::Timeout) if stopping => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.flush_pending();
+                self.check(Table::Diffs, |w| w.diff_files.close_aged());
+                self.check(Table::Cases, |w| w.case_files.close_aged());
+                if self.last_retention.elapsed() >= RETENTION_EVERY {
+                    self.retention();
+                }
+            }
+        }
+        self.flush_pending();
+        self.check(Table::Diffs, |w| w.diff_files.close_all());
+        self.check(Table::Cases, |w| w.case_files.close_all());
+        self.summary.files.insert("diffs", self.diff_files.files_written);
+        self.summary.files.insert("cases", self.case_files.files_written);
+        self.summary
+    }
+
+    fn retention(&mut self) {
+        self.last_retention = Instant::now();
+        let today = today();
+        for (t, days) in
+            [(Table::Cases, self.opts.retention_cases_days), (Table::Diffs, self.opts.retention_diffs_days)]
+        {
+            let removed = files::apply_retention(&self.opts.data_dir, t, days, today);
+            if !removed.is_empty() {
+                tracing::info!(table = t.as_str(), partitions = removed.len(), "retention removed old partitions");
+            }
+        }
+    }
+
+    fn check(&mut self, t: Table, f: impl FnOnce(&mut Writer) -> std::io::Result<()>) {
+        let before = match t {
+            Table::Diffs => self.diff_files.files_written,
+            Table::Cases => self.case_files.files_written,
+        };
+        if let Err(e) = f(self) {
+            tracing::error!(table = t.as_str(), error = %e, "closing a Parquet file failed; its rows are lost");
+            self.summary.errors += 1;
+            self.stats.errors.get_or_create(&SinkStats::label(t)).inc();
+        }
+        let after = match t {
+            Table::Diffs => self.diff_files.files_written,
+            Table::Cases => self.case_files.files_written,
+        };
+        self.stats.files.get_or_create(&SinkStats::label(t)).inc_by(after - before);
+    }
+
+    fn push(&mut self, r: SinkRecord) {
+        match r {
+            SinkRecord::Diff(mut d) => {
+                redact_result(&self.redactor, &mut d.result);
+                let date = files::partition_date(d.dims.timestamp_us);
+                let b = self.diffs.entry(date).or_default();
+                b.push(&d, &self.versions);
+                if b.len() >= self.opts.batch_rows {
+                    self.write(Table::Diffs, date);
+                }
+            }
+            SinkRecord::Case(c) => {
+                let date = files::partition_date(c.dims.timestamp_us);
+                let b = self.cases.entry(date).or_default();
+                b.push(&c, &self.versions);
+                if b.len() >= self.opts.batch_rows {
+                    self.write(Table::Cases, date);
+                }
+            }
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        let dates: Vec<NaiveDate> = self.diffs.keys().copied().collect();
+        dates.into_iter().for_each(|d| self.write(Table::Diffs, d));
+        let dates: Vec<NaiveDate> = self.cases.keys().copied().collect();
+        dates.into_iter().for_each(|d| self.write(Table::Cases, d));
+    }
+
+    fn write(&mut self, t: Table, date: NaiveDate) {
+        let batch = match t {
+            Table::Diffs => self.diffs.remove(&date).map(|mut b| b.finish()),
+            Table::Cases => self.cases.remove(&date).map(|mut b| b.finish()),
+        };
+        let Some(batch) = batch.filter(|b| b.num_rows() > 0) else { return };
+        let rows = batch.num_rows() as u64;
+        let label = SinkStats::label(t);
+        let before = (self.diff_files.files_written, self.case_files.files_written);
+        let result = match t {
+            Table::Diffs => self.diff_files.write(date, &batch),
+            Table::Cases => self.case_files.write(date, &batch),
+        };
+        match result {
+            Ok(()) => {
+                self.stats.rows.get_or_create(&label).inc_by(rows);
+                *self.summary.rows.entry(t.as_str()).or_default() += rows;
+            }
+            Err(e) => {
+                tracing::error!(table = t.as_str(), error = %e, rows, "writing Parquet rows failed; they are lost");
+                self.stats.errors.get_or_create(&label).inc_by(rows);
+                self.summary.errors += rows;
+            }
+        }
+        let after = (self.diff_files.files_written, self.case_files.files_written);
+        self.stats.files.get_or_create(&label).inc_by((after.0 - before.0) + (after.1 - before.1));
+    }
+}
+
+/// Redacts what a diff record carries from the payloads: entry texts and paths.
+/// Token digests are hashes already and stay comparable.
+pub fn redact_result(r: &Redactor, res: &mut crate::diff::DiffResult) {
+    if let serde_json::Value::Object(o) = &mut res.summary {
+        let keep: Vec<(String, serde_json::Value)> = ["left_token_digest", "right_token_digest"]
+            .iter()
+            .filter_map(|k| o.remove(*k).map(|v| (k.to_string(), v)))
+            .collect();
+        r.json(&mut res.summary);
+        if let serde_json::Value::Object(o) = &mut res.summary {
+            o.extend(keep);
+        }
+    } else {
+        r.json(&mut res.summary);
+    }
+    for p in &mut res.paths {
+        if let std::borrow::Cow::Owned(o) = r.text(p) {
+            *p = o;
+        }
+    }
+}
+
+/// Redacts a case in place: request, upstream body or stream, headers.
+pub fn redact_case(r: &Redactor, case: &mut Case) {
+    r.json(&mut case.request);
+    if let Some(u) = &mut case.upstream_response {
+        r.json(&mut u.body);
+        u.headers = r.headers(&u.headers);
+    }
+    if let Some(s) = &mut case.upstream_stream {
+        *s = r.sse(s);
+    }
+    case.headers = r.headers(&case.headers);
+}
+
+/// Whether `versions` (core and guest) differ from those the last run under
+/// `data_dir` recorded; records the current ones.
+pub fn versions_changed(data_dir: &Path, versions: &Versions) -> bool {
+    let file = data_dir.join("state").join("versions.json");
+    let key = |v: &Versions| (v.core.clone(), v.guest_sha256.clone());
+    let previous: Option<Versions> = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let changed = previous.as_ref().map(key) != Some(key(versions));
+    if changed {
+        let _ = std::fs::create_dir_all(file.parent().unwrap_or(data_dir));
+        let _ = std::fs::write(&file, serde_json::to_vec_pretty(versions).unwrap_or_default());
+    }
+    changed
+}
+
+/// Reads every row of `table` from the Parquet files under `dir`.
+pub fn read_table<T>(
+    dir: &Path,
+    decode: fn(&arrow_array::RecordBatch) -> Result<Vec<T>, schema::DecodeError>,
+) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    let paths = files::parquet_files(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for path in paths {
+        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        let file = std::fs::File::open(&path).map_err(|e| err(&e))?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_batch_size(8192).build())
+            .map_err(|e| err(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| err(&e))?;
+            out.extend(decode(&batch).map_err(|e| err(&e))?);
+        }
+    }
+    Ok(out)
+}

@@ -160,6 +160,29 @@ impl Redactor {
         out
     }
 
+    /// Redacts an SSE stream: each `data:` line that is JSON is redacted as
+    /// JSON (so secret-named fields go too), any other line as text.
+    pub fn sse(&self, s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for line in s.split_inclusive('\n') {
+            let (body, eol) = match line.strip_suffix("\r\n") {
+                Some(b) => (b, "\r\n"),
+                None => line.strip_suffix('\n').map_or((line, ""), |b| (b, "\n")),
+            };
+            let json = body.strip_prefix("data:").and_then(|d| serde_json::from_str::<Value>(d.trim_start()).ok());
+            match json {
+                Some(mut v) => {
+                    self.json(&mut v);
+                    out.push_str("data: ");
+                    out.push_str(&v.to_string());
+                }
+                None => out.push_str(&self.text(body)),
+            }
+            out.push_str(eol);
+        }
+        out
+    }
+
     /// Redacts a JSON document in place.
     pub fn json(&self, v: &mut Value) {
         self.walk(v, &mut Vec::new());

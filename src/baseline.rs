@@ -1,0 +1,104 @@
+//! `shadowgate baseline build`: a folder of readable cases → a redacted,
+//! versioned Parquet `cases` table that replay checks in CI.
+
+use crate::case::{self, Case};
+use crate::plan;
+use crate::proxy::shadow::Dims;
+use crate::runtime::{NativeRuntime, Runtime};
+use crate::sink::files::{Rotation, TableFiles, parquet_files, partition_date};
+use crate::sink::redact::Redactor;
+use crate::sink::schema::{CaseBatch, Table};
+use crate::sink::{CaseRow, Versions, redact_case};
+use std::path::Path;
+use std::time::Duration;
+
+/// Sampling reason of baseline rows.
+pub const REASON: &str = "baseline";
+
+/// The dimensions of a readable case (no live request behind it).
+pub fn dims_of(case: &Case, timestamp_us: i64, mode: &str) -> Dims {
+    let (client, upstream) = (case.client(), case.upstream());
+    Dims {
+        request_id: case.id.clone(),
+        timestamp_us,
+        tenant: case.tenant.clone().unwrap_or_else(|| "default".into()),
+        route: case.route.clone().unwrap_or_else(|| "case".into()),
+        endpoint: match client {
+            shadowgate_core::Protocol::OpenAiChat => "/v1/chat/completions".into(),
+            shadowgate_core::Protocol::AnthropicMessages => "/v1/messages".into(),
+        },
+        client_protocol: client.as_str().into(),
+        upstream_protocol: upstream.as_str().into(),
+        model: case.request["model"].as_str().unwrap_or("").into(),
+        stream: case.request["stream"].as_bool().unwrap_or(false),
+        mode: mode.into(),
+        compat_profile: shadowgate_core::compat::profile(case.profile.as_deref(), upstream)
+            .map(|p| p.version)
+            .unwrap_or("")
+            .into(),
+    }
+}
+
+/// What a build wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// Cases written.
+    pub cases: usize,
+    /// The file written.
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// Builds `<out>/cases/date=…/part-baseline-….parquet` from the cases in
+/// `cases_dir`, replacing an earlier build in `out`. The primary outputs are
+/// the native core's on the redacted cases.
+pub fn build(
+    cases_dir: &Path,
+    out: &Path,
+    redactor: &Redactor,
+    versions: &Versions,
+    ruleset: &str,
+) -> anyhow::Result<Built> {
+    let cases = case::load(cases_dir)?;
+    anyhow::ensure!(!cases.is_empty(), "{}: no cases (.json or .jsonl files)", cases_dir.display());
+    let table_dir = out.join(Table::Cases.as_str());
+    if table_dir.exists() {
+        for f in parquet_files(&table_dir)? {
+            std::fs::remove_file(f)?;
+        }
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
+    let native = NativeRuntime::new();
+    let mut batch = CaseBatch::default();
+    for mut case in cases {
+        redact_case(redactor, &mut case);
+        let ctx = case.context();
+        case.context = Some(ctx.clone());
+        let outputs = plan::plan(&case, &ctx)
+            .iter()
+            .map(|call| {
+                let out = plan::execute(&native, call).unwrap_or_else(|e| format!("runtime error: {e}").into_bytes());
+                (call.name.to_string(), String::from_utf8_lossy(&out).into_owned())
+            })
+            .collect();
+        let row = CaseRow {
+            dims: dims_of(&case, now, "baseline"),
+            case,
+            primary_runtime: native.kind().as_str().into(),
+            outputs,
+            sampling_reason: REASON.into(),
+            ruleset_version: ruleset.into(),
+        };
+        batch.push(&row, versions);
+    }
+    let n = batch.len();
+    let rotation = Rotation {
+        row_group_rows: 65_536,
+        max_file_rows: usize::MAX,
+        max_file_bytes: usize::MAX,
+        max_file_age: Duration::MAX,
+    };
+    let mut files = TableFiles::new(out, Table::Cases, &versions.instance, rotation);
+    files.write(partition_date(now), &batch.finish())?;
+    files.close_all()?;
+    Ok(Built { cases: n, files: parquet_files(&table_dir)? })
+}
