@@ -1,8 +1,9 @@
 //! Builds the wasm guest (`guest/`) for `wasm32-unknown-unknown` with its own
-//! target dir and embeds it, so one `cargo build` gives a working binary.
+//! target dir and embeds it, so one `cargo build` gives a working binary;
+//! likewise the demo candidate guest (feature `demo-candidate`).
 
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
@@ -10,13 +11,27 @@ fn main() {
     for p in ["core/src", "core/Cargo.toml", "guest/src", "guest/Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
-    let target_dir =
-        env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("guest");
+    let target = env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    build_guest(&root, &target.join("guest"), &[], &out.join("shadowgate_guest.wasm"));
+    // The demo candidate: the same guest with one module changed on purpose
+    // (its own target dir, so neither build invalidates the other).
+    build_guest(
+        &root,
+        &target.join("guest-candidate"),
+        &["--features", "demo-candidate"],
+        &out.join("shadowgate_guest_candidate.wasm"),
+    );
+}
+
+fn build_guest(root: &Path, target_dir: &Path, extra: &[&str], out: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args(["build", "-p", "shadowgate-guest", "--release", "--target", "wasm32-unknown-unknown", "--target-dir"])
-        .arg(&target_dir)
+    cmd.current_dir(root)
+        .args(["build", "-p", "shadowgate-guest", "--release", "--target", "wasm32-unknown-unknown"])
+        .args(extra)
+        .arg("--target-dir")
+        .arg(target_dir)
         // The guest is small and hot: optimize it fully, whatever the host profile.
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
@@ -37,6 +52,5 @@ fn main() {
         );
     }
     let wasm = target_dir.join("wasm32-unknown-unknown/release/shadowgate_guest.wasm");
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("shadowgate_guest.wasm");
-    std::fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
+    std::fs::copy(&wasm, out).unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
 }

@@ -13,12 +13,16 @@
 pub mod baseline;
 pub mod case;
 pub mod convert;
+pub mod demo;
 pub mod diff;
 pub mod diff_cmd;
+pub mod gate;
 pub mod mock;
 pub mod noise_probe;
 pub mod plan;
 pub mod proxy;
+pub mod replay;
+pub mod report;
 pub mod runtime;
 pub mod sink;
 mod toml_error;

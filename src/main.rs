@@ -25,6 +25,14 @@ enum Format {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Md,
+    Html,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum RuntimeArg {
     Native,
     Wasm,
@@ -132,6 +140,73 @@ enum Command {
         #[command(subcommand)]
         command: BaselineCommand,
     },
+    /// Replay a baseline (Parquet, or a folder of readable cases) in both runtimes.
+    /// Exit 0 within thresholds, 1 if one is exceeded, 2 on bad arguments or input.
+    Replay {
+        /// Baseline folder (Parquet `cases` table) or folder of readable cases.
+        input: PathBuf,
+        /// Candidate guest (default: the embedded one).
+        #[arg(long)]
+        guest: Option<PathBuf>,
+        /// Ruleset: a file or a published version such as `v1` (default: rulesets/CURRENT).
+        #[arg(long)]
+        ruleset: Option<String>,
+        /// Only this module.
+        #[arg(long)]
+        module: Option<String>,
+        /// Write the JSON report here.
+        #[arg(long)]
+        report_json: Option<PathBuf>,
+        /// Write the Markdown report here.
+        #[arg(long)]
+        report_md: Option<PathBuf>,
+        /// Highest diff (and regression) rate per module.
+        #[arg(long, default_value_t = 0.0)]
+        max_diff_rate: f64,
+        /// Highest error rate per module.
+        #[arg(long, default_value_t = 0.0)]
+        max_error_rate: f64,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+    /// Diff-rate report from the `diffs` table of a data dir.
+    Report {
+        /// Data dir (the sink's `data_dir`).
+        data_dir: PathBuf,
+        /// Only rows newer than this (`30m`, `24h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Dimensions to group by.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "module")]
+        by: Vec<shadowgate::report::Dim>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Per-module verdicts (pass: may promote, fail: roll back, inconclusive). Exit 1 if any fails.
+    Gate {
+        /// Data dir, or a `report --format json --by module` file.
+        input: PathBuf,
+        /// Config with `[gate]` thresholds and `modules.state_file`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// State file (default: the config's, else `<data_dir>/state/modules.json`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Observation window (default: the config's `gate.window`, 24h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Write the new stages to the state file (a running serve picks them up).
+        #[arg(long)]
+        apply: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Run an OpenAI- and Anthropic-compatible fake provider.
     MockUpstream {
         /// Listen address.
@@ -141,8 +216,16 @@ enum Command {
         #[arg(long)]
         cases: Option<PathBuf>,
     },
-    /// Run the end-to-end demo (mock upstream, proxy, shadow diff, report).
-    Demo,
+    /// The whole loop on loopback: mock upstream, proxy in shadow mode, a mixed
+    /// workload, Parquet tables, report, gate verdicts, and a candidate caught diverging.
+    Demo {
+        /// Requests to send.
+        #[arg(long, default_value_t = 400)]
+        requests: usize,
+        /// Where the Parquet tables go.
+        #[arg(long, default_value = "shadowgate-demo-data")]
+        data_dir: PathBuf,
+    },
 }
 
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
@@ -303,13 +386,160 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             tokio_runtime()?.block_on(shadowgate::proxy::serve_mock(listen, cases))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo => {
-            eprintln!(
-                "shadowgate demo: not available yet; the conversion core and both runtimes are in place (see README)."
-            );
-            Ok(ExitCode::from(2))
+        Command::Demo { requests, data_dir } => {
+            let text = tokio_runtime()?.block_on(shadowgate::demo::run(requests, data_dir))?;
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            input,
+            guest,
+            ruleset,
+            module,
+            report_json,
+            report_md,
+            max_diff_rate,
+            max_error_rate,
+            jobs,
+        } => {
+            let bad = |e: &dyn std::fmt::Display| {
+                eprintln!("shadowgate: {e}");
+                Ok(ExitCode::from(2))
+            };
+            if let Some(m) = &module
+                && !shadowgate::proxy::config::MODULES.contains(&m.as_str())
+            {
+                return bad(&format!("--module {m}: unknown module"));
+            }
+            let rules = match shadowgate::diff::Ruleset::load(ruleset.as_deref()) {
+                Ok(r) => r,
+                Err(e) => return bad(&e),
+            };
+            let cases = match shadowgate::replay::load_input(&input) {
+                Ok(c) => c,
+                Err(e) => return bad(&e),
+            };
+            let candidate = match shadowgate::replay::candidate(guest.as_ref()) {
+                Ok(c) => c,
+                Err(e) => return bad(&e),
+            };
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let opts = shadowgate::replay::Options { module, max_diff_rate, max_error_rate, jobs, progress_bar: true };
+            let report = shadowgate::replay::run(&input.display().to_string(), &cases, &candidate, rules, &opts);
+            if let Some(p) = report_json {
+                std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n")?;
+            }
+            if let Some(p) = report_md {
+                std::fs::write(p, shadowgate::replay::render_markdown(&report))?;
+            }
+            let _ = std::io::stdout().lock().write_all(shadowgate::replay::render_text(&report).as_bytes());
+            Ok(if report.exceeded.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Report { data_dir, since, by, format, out } => {
+            let cut = match since.as_deref().map(shadowgate::report::parse_since).transpose() {
+                Ok(d) => d.map(|d| now() * 1_000_000 - d.as_micros() as i64),
+                Err(e) => {
+                    eprintln!("shadowgate: --since {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let rows = match shadowgate::report::load(&data_dir, cut) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("shadowgate: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let report = shadowgate::report::build(&rows, &by);
+            let text = match format {
+                ReportFormat::Table => shadowgate::report::render_table(&report),
+                ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+                ReportFormat::Md => shadowgate::report::render_markdown(&report),
+                ReportFormat::Html => shadowgate::report::render_html(&report),
+            };
+            match out {
+                Some(p) => std::fs::write(p, text)?,
+                None => {
+                    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gate { input, config, state, since, apply, format } => {
+            match gate_cmd(&input, config.as_deref(), state, since.as_deref(), apply) {
+                Ok((verdicts, text)) => {
+                    let text = match format {
+                        Format::Text => text,
+                        Format::Json => serde_json::to_string_pretty(&verdicts)? + "\n",
+                    };
+                    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+                    let failed = verdicts.iter().any(|v| v.verdict == shadowgate::gate::Decision::Fail);
+                    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+                }
+                Err(e) => {
+                    eprintln!("shadowgate: {e:#}");
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
     }
+}
+
+/// `gate`: verdicts from a data dir or a report JSON; with `apply`, new stages in the state file.
+fn gate_cmd(
+    input: &std::path::Path,
+    config: Option<&std::path::Path>,
+    state: Option<PathBuf>,
+    since: Option<&str>,
+    apply: bool,
+) -> anyhow::Result<(Vec<shadowgate::gate::Verdict>, String)> {
+    use shadowgate::gate;
+    let cfg = config.map(shadowgate::proxy::config::Config::load).transpose()?;
+    let gate_cfg = cfg.as_ref().map(|c| c.gate.clone()).unwrap_or_default();
+    let window = since.unwrap_or(&gate_cfg.window);
+    let (report, data_dir) = if input.is_dir() {
+        let cut =
+            now() * 1_000_000 - shadowgate::report::parse_since(window).map_err(anyhow::Error::msg)?.as_micros() as i64;
+        let rows = shadowgate::report::load(input, Some(cut)).map_err(anyhow::Error::msg)?;
+        (shadowgate::report::build(&rows, &[shadowgate::report::Dim::Module]), Some(input.to_path_buf()))
+    } else {
+        let text = std::fs::read_to_string(input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+        let r: shadowgate::report::DataReport =
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a report JSON: {e}", input.display()))?;
+        anyhow::ensure!(
+            r.by == [shadowgate::report::Dim::Module],
+            "{}: the report must be grouped by module only (report --by module --format json)",
+            input.display()
+        );
+        (r, None)
+    };
+    let state_file = state
+        .or_else(|| cfg.as_ref().and_then(|c| c.modules.state_file.clone()))
+        .or_else(|| data_dir.map(|d| d.join("state/modules.json")))
+        .or_else(|| cfg.as_ref().map(|c| c.sink.data_dir.join("state/modules.json")))
+        .ok_or_else(|| anyhow::anyhow!("no state file: pass --state or --config"))?;
+    let mut st = gate::State::load(&state_file).map_err(anyhow::Error::msg)?;
+    let mut stages = st.stages.clone();
+    if let Some(c) = &cfg {
+        for m in shadowgate::proxy::config::MODULES {
+            stages.entry(m.to_string()).or_insert_with(|| c.stage(m));
+        }
+    }
+    let verdicts = gate::verdicts(&report, &gate_cfg, &stages);
+    let mut text = format!("gate over {window} of {} ({} rows)\n", input.display(), report.rows);
+    text += &gate::render_table(&verdicts);
+    if apply {
+        let mut changed = 0;
+        for v in &verdicts {
+            st.stages.entry(v.module.clone()).or_insert(v.stage);
+            if st.set(&v.module, v.next_stage, "gate", &format!("{:?}: {}", v.verdict, v.reason).to_lowercase()) {
+                changed += 1;
+            }
+        }
+        st.save(&state_file)?;
+        text += &format!("applied: {changed} stage change(s) written to {}\n", state_file.display());
+    }
+    Ok((verdicts, text))
 }
 
 /// The current UTC time as RFC 3339 (seconds).

@@ -12,9 +12,12 @@ use crate::context::hex;
 use sha2::{Digest, Sha256};
 
 /// Version of the `tokenizer` module.
-pub const VERSION: &str = "tokenizer/1.0.0";
+pub const VERSION: &str =
+    if cfg!(feature = "demo-candidate") { "tokenizer/1.1.0-candidate" } else { "tokenizer/1.0.0" };
 
-const WORD_PIECE: usize = 10;
+/// Longest piece of a word counted as one token. The `demo-candidate`
+/// feature changes it on purpose, to give the demo a real divergence to find.
+const WORD_PIECE: usize = if cfg!(feature = "demo-candidate") { 4 } else { 10 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Class {

@@ -41,6 +41,8 @@ pub enum Outcome {
     ShadowTimeout,
     /// The primary runtime failed (and native served the request).
     PrimaryError,
+    /// The shadow job was dropped (queue full): no comparison was made.
+    Dropped,
 }
 
 impl Outcome {
@@ -53,6 +55,7 @@ impl Outcome {
             Outcome::ShadowError => "shadow_error",
             Outcome::ShadowTimeout => "shadow_timeout",
             Outcome::PrimaryError => "primary_error",
+            Outcome::Dropped => "dropped",
         }
     }
 }

@@ -121,6 +121,9 @@ pub struct Config {
     /// Which requests become replayable cases.
     #[serde(default)]
     pub sampling: SamplingConfig,
+    /// Promotion thresholds and automatic rollback.
+    #[serde(default)]
+    pub gate: crate::gate::GateConfig,
 }
 
 /// Upstream HTTP settings.

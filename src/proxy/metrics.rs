@@ -96,6 +96,16 @@ pub struct Metrics {
     pub wasm_instantiate_seconds: Gauge<f64, AtomicU64>,
     /// Largest guest linear memory seen.
     pub wasm_memory_bytes: Gauge,
+    /// Stage index per module (0 shadow … 4 removed).
+    pub module_stage: Family<ModuleLabels, Gauge>,
+    /// Rolling diff rate per module.
+    pub module_diff_rate: Family<ModuleLabels, Gauge<f64, AtomicU64>>,
+    /// Rolling shadow error rate per module.
+    pub module_error_rate: Family<ModuleLabels, Gauge<f64, AtomicU64>>,
+    /// Rolling p95 of shadow-minus-main latency per module (seconds).
+    pub module_latency_delta: Family<ModuleLabels, Gauge<f64, AtomicU64>>,
+    /// Automatic rollbacks per module.
+    pub rollbacks: Family<ModuleLabels, Counter>,
 }
 
 impl Metrics {
@@ -116,6 +126,11 @@ impl Metrics {
             wasm_instantiations: Gauge::default(),
             wasm_instantiate_seconds: Gauge::default(),
             wasm_memory_bytes: Gauge::default(),
+            module_stage: Family::default(),
+            module_diff_rate: Family::default(),
+            module_error_rate: Family::default(),
+            module_latency_delta: Family::default(),
+            rollbacks: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -149,6 +164,19 @@ impl Metrics {
         r.register("wasm_instantiations", "Guest instances created", m.wasm_instantiations.clone());
         r.register("wasm_instantiate_seconds", "Average guest instantiation time", m.wasm_instantiate_seconds.clone());
         r.register("wasm_memory_bytes", "Largest guest linear memory seen", m.wasm_memory_bytes.clone());
+        r.register(
+            "module_stage",
+            "Stage per module (0 shadow, 1 canary, 2 default, 3 deprecated, 4 removed)",
+            m.module_stage.clone(),
+        );
+        r.register("module_diff_rate", "Rolling diff rate per module", m.module_diff_rate.clone());
+        r.register("module_shadow_error_rate", "Rolling shadow error rate per module", m.module_error_rate.clone());
+        r.register(
+            "module_latency_delta_seconds",
+            "Rolling p95 of shadow minus main latency per module",
+            m.module_latency_delta.clone(),
+        );
+        r.register("module_rollbacks", "Automatic rollbacks per module", m.rollbacks.clone());
         Metrics { registry, ..m }
     }
 

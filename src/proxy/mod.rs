@@ -7,6 +7,7 @@ pub mod mode;
 pub mod record;
 pub mod server;
 pub mod shadow;
+pub mod stages;
 pub mod upstream;
 
 use crate::diff::{Differ, Ruleset};
@@ -80,8 +81,19 @@ pub fn start_sink(
 pub async fn spawn(state: Arc<server::AppState>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    tokio::spawn(watch_state_file(Arc::downgrade(&state)));
     tokio::spawn(async move { axum::serve(listener, server::app(state)).await });
     Ok(bound)
+}
+
+/// Reloads module stages when the state file changes (`gate --apply`), until the state is gone.
+async fn watch_state_file(state: std::sync::Weak<server::AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let Some(st) = state.upgrade() else { return };
+        st.modules.reload_if_changed();
+    }
 }
 
 /// Serves the mock upstream with `cases` on `addr` in a background task; returns the bound address.
@@ -106,6 +118,7 @@ pub async fn serve(config: config::Config, listen: Option<SocketAddr>) -> anyhow
     let data_dir = config.sink.data_dir.clone();
     let state = build(config, wasm, rec)?;
     tracing::info!(addr = %listener.local_addr()?, guest = %state.wasm.module_sha256(), data_dir = %data_dir.display(), "shadowgate serving");
+    tokio::spawn(watch_state_file(Arc::downgrade(&state)));
     axum::serve(listener, server::app(state.clone())).with_graceful_shutdown(shutdown_signal()).await?;
     shut_down(state, sink).await;
     Ok(())

@@ -11,6 +11,7 @@ use super::metrics::{Metrics, ModuleLabels, ModuleRuntimeLabels, RequestLabels, 
 use super::mode::{self, Mode, Resolution, Setting, Stage};
 use super::record::{Answer, Exchange, Recorder};
 use super::shadow::{self, DiffRecord, Dims, Runtimes, Shadow, ShadowCall, ShadowJob};
+use super::stages::ModuleStages;
 use super::upstream::{Upstream, without_url};
 use crate::diff::{DiffResult, Differ, Outcome};
 use crate::plan::{self, ModuleCall};
@@ -29,8 +30,8 @@ use sha2::{Digest, Sha256};
 use shadowgate_core::dispatch::open_envelope;
 use shadowgate_core::{Context, Protocol};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Everything a request needs.
@@ -52,7 +53,7 @@ pub struct AppState {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Module stages, changeable while serving.
-    pub stages: RwLock<BTreeMap<String, Stage>>,
+    pub modules: Arc<ModuleStages>,
     admin_token: Option<String>,
     seq: AtomicU64,
     streams: AtomicUsize,
@@ -84,15 +85,16 @@ impl AppState {
             None => None,
         };
         let rts = Runtimes { native: Arc::new(crate::runtime::NativeRuntime::new()), wasm: wasm.clone() };
+        let modules = Arc::new(ModuleStages::new(&config, metrics.clone())?);
         let shadow = Shadow::start(
             &config.shadow,
             rts.clone(),
             differ,
             records.clone(),
             Some(recorder.clone()),
+            modules.clone(),
             metrics.clone(),
         );
-        let stages = crate::proxy::config::MODULES.iter().map(|m| (m.to_string(), config.stage(m))).collect();
         metrics.observe_wasm(&wasm.stats());
         Ok(AppState {
             config,
@@ -103,7 +105,7 @@ impl AppState {
             records,
             recorder,
             metrics,
-            stages: RwLock::new(stages),
+            modules,
             admin_token,
             seq: AtomicU64::new(0),
             streams: AtomicUsize::new(0),
@@ -119,7 +121,7 @@ impl AppState {
     }
 
     fn stage(&self, module: &str) -> Stage {
-        self.stages.read().unwrap_or_else(|e| e.into_inner()).get(module).copied().unwrap_or(Stage::Shadow)
+        self.modules.get(module)
     }
 
     fn request_id(&self) -> (String, u64) {
@@ -146,6 +148,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/modes", get(admin_modes))
+        .route("/admin/modules", get(admin_modules))
+        .route("/admin/modules/{module}", post(set_module))
         .with_state(state)
 }
 
@@ -723,8 +727,7 @@ async fn admin_modes(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     if !admin_ok(&st, &headers) {
-        return (StatusCode::FORBIDDEN, axum::Json(json!({"error": "admin token required (authorization: Bearer …)"})))
-            .into_response();
+        return forbidden();
     }
     let cfg = &st.config;
     let mut h = HeaderMap::new();
@@ -744,9 +747,65 @@ async fn admin_modes(
             let modules: BTreeMap<&str, String> =
                 crate::proxy::config::MODULES.iter().map(|m| (*m, module_mode(&st, &r, m).to_string())).collect();
             json!({"tenant": tenant.name, "route": route.map(|r| r.id.clone()), "resolution": r, "modules": modules,
-                   "stages": *st.stages.read().unwrap_or_else(|e| e.into_inner())})
+                   "stages": st.modules.all()})
         }
         Err(e) => json!({"tenant": tenant.name, "error": e.to_string()}),
     };
     axum::Json(body).into_response()
+}
+
+fn forbidden() -> Response {
+    (StatusCode::FORBIDDEN, axum::Json(json!({"error": "admin token required (authorization: Bearer …)"})))
+        .into_response()
+}
+
+async fn admin_modules(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !admin_ok(&st, &headers) {
+        return forbidden();
+    }
+    let thresholds: BTreeMap<&str, crate::gate::Thresholds> =
+        crate::proxy::config::MODULES.iter().map(|m| (*m, st.modules.thresholds(m))).collect();
+    axum::Json(json!({"stages": st.modules.all(), "windows": st.modules.windows(), "thresholds": thresholds,
+                      "history": st.modules.history(50)}))
+    .into_response()
+}
+
+/// `POST /admin/modules/<module>` with `{"stage": "canary"}` or `{"action": "promote" | "rollback"}`.
+async fn set_module(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Path(module): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !admin_ok(&st, &headers) {
+        return forbidden();
+    }
+    let bad = |status: StatusCode, msg: String| (status, axum::Json(json!({"error": msg}))).into_response();
+    if !crate::proxy::config::MODULES.contains(&module.as_str()) {
+        return bad(StatusCode::NOT_FOUND, format!("unknown module {module:?}"));
+    }
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let current = st.modules.get(&module);
+    let to = match (req["stage"].as_str(), req["action"].as_str()) {
+        (Some(s), None) => match serde_json::from_value::<Stage>(json!(s)) {
+            Ok(s) => s,
+            Err(_) => return bad(StatusCode::BAD_REQUEST, format!("unknown stage {s:?}")),
+        },
+        (None, Some("promote")) => current.promote(),
+        (None, Some("rollback")) => current.rollback(),
+        _ => {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                "body must be {\"stage\": …} or {\"action\": \"promote\"|\"rollback\"}".into(),
+            );
+        }
+    };
+    let reason = req["reason"].as_str().unwrap_or("admin request").to_string();
+    match st.modules.set(&module, to, "admin", &reason) {
+        Ok(from) => {
+            tracing::info!(module = %module, from = ?from, to = ?to, "stage set by the admin API");
+            axum::Json(json!({"module": module, "from": from, "stage": to})).into_response()
+        }
+        Err(e) => bad(StatusCode::INTERNAL_SERVER_ERROR, format!("writing the state file: {e}")),
+    }
 }

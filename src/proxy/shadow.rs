@@ -5,6 +5,7 @@
 
 use super::metrics::{KindLabels, Metrics, ModuleRuntimeLabels, OutcomeLabels};
 use super::record::{Exchange, Recorder};
+use super::stages::ModuleStages;
 use crate::diff::{DiffResult, Differ, Outcome};
 use crate::plan::{self, ModuleCall};
 use crate::runtime::{Runtime, RuntimeError, RuntimeKind};
@@ -108,6 +109,7 @@ impl Runtimes {
 pub struct Shadow {
     tx: Mutex<Option<SyncSender<ShadowJob>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    records: SinkSender,
     metrics: Arc<Metrics>,
 }
 
@@ -173,6 +175,7 @@ impl Shadow {
         differ: Arc<Differ>,
         records: SinkSender,
         recorder: Option<Arc<Recorder>>,
+        stages: Arc<ModuleStages>,
         metrics: Arc<Metrics>,
     ) -> Shadow {
         let (workers, nice) = (cfg.workers, cfg.nice);
@@ -182,20 +185,21 @@ impl Shadow {
             .map(|i| {
                 let (rx, rts, differ, records, metrics) =
                     (rx.clone(), rts.clone(), differ.clone(), records.clone(), metrics.clone());
-                let recorder = recorder.clone();
+                let (recorder, stages) = (recorder.clone(), stages.clone());
                 std::thread::Builder::new()
                     .name(format!("shadowgate-shadow-{i}"))
                     .spawn(move || {
                         lower_priority(nice);
-                        worker(&rx, &rts, &differ, &records, recorder.as_deref(), &metrics)
+                        worker(&rx, &rts, &differ, &records, recorder.as_deref(), &stages, &metrics)
                     })
                     .expect("spawning a shadow worker")
             })
             .collect();
-        Shadow { tx: Mutex::new(Some(tx)), workers: Mutex::new(handles), metrics }
+        Shadow { tx: Mutex::new(Some(tx)), workers: Mutex::new(handles), records, metrics }
     }
 
-    /// Queues a job; returns false (and counts a drop) when the queue is full.
+    /// Queues a job; when the queue is full the job is dropped, counted, and
+    /// each of its calls recorded as `dropped` (so reports show the gap).
     pub fn submit(&self, job: ShadowJob) -> bool {
         let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = guard.as_ref() else { return false };
@@ -204,8 +208,21 @@ impl Shadow {
                 self.metrics.shadow_queue_depth.inc();
                 true
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                drop(guard);
                 self.metrics.shadow_dropped.inc();
+                let version = String::new();
+                for c in &job.calls {
+                    let record = DiffRecord {
+                        dims: job.dims.clone(),
+                        result: DiffResult::failed(c.call.module, Outcome::Dropped, "shadow queue full", &version),
+                        runtime_main: c.primary,
+                        runtime_shadow: c.shadow,
+                        latency_main_us: c.primary_us,
+                        latency_shadow_us: 0,
+                    };
+                    emit(&self.records, &self.metrics, record);
+                }
                 false
             }
         }
@@ -242,6 +259,7 @@ fn worker(
     differ: &Differ,
     records: &SinkSender,
     recorder: Option<&Recorder>,
+    stages: &ModuleStages,
     metrics: &Metrics,
 ) {
     loop {
@@ -254,6 +272,7 @@ fn worker(
         for c in &job.calls {
             let r = run_call(rts, differ, &job.dims, c, metrics);
             diverged |= !r.result.agrees();
+            stages.observe(&r);
             emit(records, metrics, r);
         }
         if let (Some(rec), Some(ex)) = (recorder, &job.exchange) {

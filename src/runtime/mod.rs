@@ -9,7 +9,9 @@ mod native;
 mod wasm;
 
 pub use native::NativeRuntime;
-pub use wasm::{EMBEDDED_GUEST, InstanceMode, LoadError, WasmConfig, WasmRuntime, WasmStats, load_guest_file};
+pub use wasm::{
+    CANDIDATE_GUEST, EMBEDDED_GUEST, InstanceMode, LoadError, WasmConfig, WasmRuntime, WasmStats, load_guest_file,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

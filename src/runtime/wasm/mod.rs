@@ -26,6 +26,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, 
 /// The guest built from `guest/` by this package's build script.
 pub static EMBEDDED_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shadowgate_guest.wasm"));
 
+/// The demo candidate: the guest built with the core's `demo-candidate`
+/// feature (its tokenizer splits words differently). Used only where asked
+/// for: `shadowgate demo` and the replay tests, to show a real divergence.
+pub static CANDIDATE_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shadowgate_guest_candidate.wasm"));
+
 /// Largest guest file accepted by `--guest`.
 pub const MAX_GUEST_BYTES: u64 = 64 << 20;
 

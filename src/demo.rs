@@ -1,0 +1,183 @@
+//! `shadowgate demo`: the whole loop on loopback with nothing to set up. The
+//! mock upstream and the proxy start in-process, a mixed workload runs in
+//! `shadow` mode, the sink flushes, and the report and gate verdicts print.
+//! Then a deliberately different candidate guest (its tokenizer changed) is
+//! replayed against the cases just recorded, to show a divergence being
+//! caught and attributed to its module.
+
+use crate::proxy::{self, config::Config};
+use crate::runtime::CANDIDATE_GUEST;
+use crate::sink::redact::{KEY_ENV, Redactor};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const LOCAL: &str = include_str!("../examples/local.toml");
+
+/// The demo's config: `examples/local.toml` pointed at the in-process mock and `data_dir`.
+pub fn config(mock: std::net::SocketAddr, data_dir: &Path) -> anyhow::Result<Config> {
+    let text = LOCAL
+        .replace("127.0.0.1:9000", &mock.to_string())
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("data_dir = \"./shadowgate-data\"", &format!("data_dir = {:?}\nflush_interval_ms = 2000", data_dir))
+        // A demo has hundreds of requests, not the thousands a real gate wants.
+        + "\n[gate.defaults]\nmin_samples = 50\n";
+    Ok(Config::parse(&text, "examples/local.toml (demo)")?)
+}
+
+/// The `i`-th request of the mixed workload: (path, headers, body).
+pub fn workload(i: usize) -> (&'static str, Vec<(&'static str, &'static str)>, Value) {
+    const SCRIPTS: [&str; 10] =
+        ["text", "tools", "text", "thinking", "text", "max_tokens", "tools", "refusal", "rate_limit", "server_error"];
+    let script = SCRIPTS[i % SCRIPTS.len()];
+    let stream = (i / SCRIPTS.len()).is_multiple_of(2);
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let question =
+        ["What is shadow traffic?", "Plan a canary rollout in three steps.", "What's the weather in Paris?"][i % 3];
+    let headers = vec![("x-mock-script", script)];
+    if i.is_multiple_of(2) {
+        let model = if i.is_multiple_of(4) { "gpt-4.1" } else { "gpt-via-anthropic" };
+        let mut body = json!({"model": model, "stream": stream, "messages": [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]});
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        if script == "tools" {
+            body["tools"] = tools;
+        }
+        ("/v1/chat/completions", headers, body)
+    } else {
+        let model = if i % 4 == 1 { "claude-sonnet-4-5" } else { "claude-via-openai" };
+        let mut body = json!({"model": model, "max_tokens": 512, "stream": stream, "system": "Be brief.",
+            "messages": [{"role": "user", "content": question}]});
+        if script == "tools" {
+            body["tools"] = json!([{"name": "get_weather", "description": "Weather for a city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+        }
+        if script == "thinking" {
+            body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+        }
+        ("/v1/messages", headers, body)
+    }
+}
+
+/// Runs the demo; returns the text to print.
+pub async fn run(requests: usize, data_dir: PathBuf) -> anyhow::Result<String> {
+    let redactor = match Redactor::from_env(&[]) {
+        Ok(r) => r,
+        Err(_) => {
+            eprintln!("shadowgate demo: {KEY_ENV} is not set; PII is hashed under a one-off key for this run");
+            Redactor::ephemeral(&[])
+        }
+    };
+    std::fs::create_dir_all(&data_dir)?;
+    let data_dir = data_dir.canonicalize()?;
+    let mock = proxy::spawn_mock(Vec::new(), "127.0.0.1:0".parse()?).await?;
+    let cfg = config(mock, &data_dir)?;
+    let wasm = proxy::load_guest(&cfg)?;
+    let (rec, sink) = proxy::start_sink(&cfg, &wasm, Arc::new(redactor))?;
+    let state = proxy::build(cfg, wasm, rec)?;
+    let addr = proxy::spawn(state.clone(), "127.0.0.1:0".parse()?).await?;
+    let base = format!("http://{addr}");
+    eprintln!(
+        "shadowgate demo: mock upstream on {mock}, proxy on {addr} (mode shadow), data in {}",
+        data_dir.display()
+    );
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(requests as u64);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} requests [{bar:40}] {pos}/{len} {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let next = Arc::new(AtomicUsize::new(0));
+    let statuses = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<u16, usize>::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (http, base, next, bar, statuses) =
+            (http.clone(), base.clone(), next.clone(), bar.clone(), statuses.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    return;
+                }
+                let (path, headers, body) = workload(i);
+                let mut req = http
+                    .post(format!("{base}{path}"))
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                let status = match req.send().await {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        s
+                    }
+                    Err(_) => 0,
+                };
+                *statuses.lock().unwrap_or_else(|e| e.into_inner()).entry(status).or_default() += 1;
+                bar.inc(1);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    bar.finish_and_clear();
+    proxy::shut_down(state, sink).await;
+
+    let mut out = String::new();
+    let statuses = statuses.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    out += &format!(
+        "sent {requests} requests through the proxy; statuses {statuses:?} (429/500 are the mock's scripted errors)\n\n"
+    );
+    let rows = crate::report::load(&data_dir, None).map_err(anyhow::Error::msg)?;
+    let report = crate::report::build(&rows, &[crate::report::Dim::Module]);
+    out += "== diff report by module (native primary, wasm shadow) ==\n";
+    out += &crate::report::render_table(&report);
+    let gate_cfg = config(mock, &data_dir)?;
+    let stages = crate::gate::State::load(&data_dir.join("state/modules.json")).map_err(anyhow::Error::msg)?.stages;
+    out += "\n== gate verdicts ==\n";
+    out += &crate::gate::render_table(&crate::gate::verdicts(&report, &gate_cfg.gate, &stages));
+
+    // Detection: a candidate guest with one module changed, replayed over the cases just recorded.
+    let candidate_path = data_dir.join("candidate-guest.wasm");
+    std::fs::write(&candidate_path, CANDIDATE_GUEST)?;
+    let cases = crate::replay::load_input(&data_dir)?;
+    let candidate = crate::replay::candidate(Some(&candidate_path))?;
+    let opts =
+        crate::replay::Options { module: None, max_diff_rate: 0.0, max_error_rate: 0.0, jobs: 2, progress_bar: false };
+    let replay = crate::replay::run(
+        &data_dir.display().to_string(),
+        &cases,
+        &candidate,
+        crate::diff::Ruleset::load(None)?,
+        &opts,
+    );
+    out +=
+        &format!("\n== replay of the {} recorded cases with a deliberately changed candidate guest ==\n", cases.len());
+    out += &crate::replay::render_text(&replay);
+    let dir = data_dir.display();
+    out += &format!(
+        "\nParquet tables: {dir}/diffs/date=*/ and {dir}/cases/date=*/\n\
+         Query them with DuckDB, e.g.:\n  \
+         duckdb -c \"SELECT module, outcome, count(*) FROM read_parquet('{dir}/diffs/*/*.parquet') GROUP BY ALL ORDER BY ALL\"\n\
+         Replay them in CI:\n  \
+         shadowgate replay {dir} --guest {dir}/candidate-guest.wasm --report-md replay.md\n"
+    );
+    Ok(out)
+}

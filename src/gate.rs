@@ -1,0 +1,292 @@
+//! The module gate: thresholds, verdicts (`pass` → may promote one stage,
+//! `fail` → roll back one stage, `inconclusive`), and the stage state file
+//! that `gate --apply`, the admin API and automatic rollback write and a
+//! running `serve` picks up.
+
+use crate::proxy::mode::Stage;
+use crate::report::{DataReport, Group};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Thresholds of one module.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Highest diff rate (mismatches / comparisons).
+    pub max_diff_rate: f64,
+    /// Highest shadow error rate.
+    pub max_shadow_error_rate: f64,
+    /// Highest p95 of shadow-minus-main latency (ms).
+    pub max_p95_latency_delta_ms: f64,
+    /// Fewer comparisons than this: inconclusive.
+    pub min_samples: u64,
+}
+
+/// Per-module overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdOverride {
+    /// Highest diff rate.
+    pub max_diff_rate: Option<f64>,
+    /// Highest shadow error rate.
+    pub max_shadow_error_rate: Option<f64>,
+    /// Highest p95 latency delta (ms).
+    pub max_p95_latency_delta_ms: Option<f64>,
+    /// Minimum comparisons.
+    pub min_samples: Option<u64>,
+}
+
+fn d_window() -> String {
+    "24h".into()
+}
+fn d_rollback_window() -> usize {
+    500
+}
+fn d_rollback_min() -> usize {
+    100
+}
+
+/// The `[gate]` config section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// Observation window of `gate` (`30m`, `24h`, `7d`).
+    #[serde(default = "d_window")]
+    pub window: String,
+    /// Defaults for every module (migration plan: 0.5% diffs, 0.1% shadow errors, +10 ms p95, 1000 samples).
+    #[serde(default)]
+    pub defaults: Option<ThresholdOverride>,
+    /// Per-module overrides (the tokenizer defaults to 0.01%).
+    #[serde(default)]
+    pub modules: BTreeMap<String, ThresholdOverride>,
+    /// Calls in the rolling window that triggers automatic rollback while serving.
+    #[serde(default = "d_rollback_window")]
+    pub rollback_window: usize,
+    /// Calls needed in that window before it can trigger.
+    #[serde(default = "d_rollback_min")]
+    pub rollback_min_samples: usize,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            window: d_window(),
+            defaults: None,
+            modules: BTreeMap::new(),
+            rollback_window: d_rollback_window(),
+            rollback_min_samples: d_rollback_min(),
+        }
+    }
+}
+
+impl GateConfig {
+    /// The thresholds of `module`.
+    pub fn thresholds(&self, module: &str) -> Thresholds {
+        let mut t = Thresholds {
+            max_diff_rate: if module == "tokenizer" { 0.0001 } else { 0.005 },
+            max_shadow_error_rate: 0.001,
+            max_p95_latency_delta_ms: 10.0,
+            min_samples: 1000,
+        };
+        for o in [self.defaults.as_ref(), self.modules.get(module)].into_iter().flatten() {
+            t.max_diff_rate = o.max_diff_rate.unwrap_or(t.max_diff_rate);
+            t.max_shadow_error_rate = o.max_shadow_error_rate.unwrap_or(t.max_shadow_error_rate);
+            t.max_p95_latency_delta_ms = o.max_p95_latency_delta_ms.unwrap_or(t.max_p95_latency_delta_ms);
+            t.min_samples = o.min_samples.unwrap_or(t.min_samples);
+        }
+        t
+    }
+}
+
+/// A verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Within thresholds with enough samples: may promote one stage.
+    Pass,
+    /// Over a threshold: roll back one stage.
+    Fail,
+    /// Too few samples or no data.
+    Inconclusive,
+}
+
+/// The verdict of one module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Module.
+    pub module: String,
+    /// Decision.
+    pub verdict: Decision,
+    /// Why, in words.
+    pub reason: String,
+    /// Comparisons in the window.
+    pub comparisons: u64,
+    /// Diff rate.
+    pub diff_rate: f64,
+    /// Shadow error rate.
+    pub shadow_error_rate: f64,
+    /// p95 shadow-minus-main latency (ms).
+    pub p95_latency_delta_ms: f64,
+    /// The thresholds applied.
+    pub thresholds: Thresholds,
+    /// Current stage.
+    pub stage: Stage,
+    /// Stage after the verdict.
+    pub next_stage: Stage,
+}
+
+/// The verdict for one module's figures.
+pub fn decide(module: &str, g: Option<&Group>, t: Thresholds, stage: Stage) -> Verdict {
+    let pct = |x: f64| format!("{:.3}%", x * 100.0);
+    let (n, diff, err, p95) = g.map_or((0, 0.0, 0.0, 0.0), |g| {
+        (g.comparisons, g.diff_rate, g.shadow_error_rate, g.latency_delta_us.p95 as f64 / 1000.0)
+    });
+    let (verdict, reason) = if g.is_none() || n == 0 {
+        (Decision::Inconclusive, "no comparisons in the window".to_string())
+    } else if diff > t.max_diff_rate {
+        (Decision::Fail, format!("diff rate {} is above {}", pct(diff), pct(t.max_diff_rate)))
+    } else if err > t.max_shadow_error_rate {
+        (Decision::Fail, format!("shadow error rate {} is above {}", pct(err), pct(t.max_shadow_error_rate)))
+    } else if p95 > t.max_p95_latency_delta_ms {
+        (Decision::Fail, format!("p95 latency delta {p95:.2} ms is above {} ms", t.max_p95_latency_delta_ms))
+    } else if n < t.min_samples {
+        (Decision::Inconclusive, format!("{n} comparisons, {} needed", t.min_samples))
+    } else {
+        (
+            Decision::Pass,
+            format!(
+                "{n} comparisons: diff rate {}, shadow errors {}, p95 latency delta {p95:.2} ms",
+                pct(diff),
+                pct(err)
+            ),
+        )
+    };
+    let next_stage = match verdict {
+        Decision::Pass => stage.promote(),
+        Decision::Fail => stage.rollback(),
+        Decision::Inconclusive => stage,
+    };
+    Verdict {
+        module: module.into(),
+        verdict,
+        reason,
+        comparisons: n,
+        diff_rate: diff,
+        shadow_error_rate: err,
+        p95_latency_delta_ms: p95,
+        thresholds: t,
+        stage,
+        next_stage,
+    }
+}
+
+/// Verdicts for every module from a report grouped by module.
+pub fn verdicts(report: &DataReport, cfg: &GateConfig, stages: &BTreeMap<String, Stage>) -> Vec<Verdict> {
+    crate::proxy::config::MODULES
+        .iter()
+        .map(|m| {
+            let g = report.groups.iter().find(|g| g.key.get("module").map(String::as_str) == Some(*m));
+            decide(m, g, cfg.thresholds(m), stages.get(*m).copied().unwrap_or(Stage::Shadow))
+        })
+        .collect()
+}
+
+/// One change of stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Module.
+    pub module: String,
+    /// Stage before.
+    pub from: Stage,
+    /// Stage after.
+    pub to: Stage,
+    /// `gate`, `admin` or `auto-rollback`.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The stage state file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Stage per module.
+    pub stages: BTreeMap<String, Stage>,
+    /// Changes, oldest first.
+    pub history: Vec<Change>,
+}
+
+impl State {
+    /// Reads `path`; a missing file is an empty state.
+    pub fn load(path: &Path) -> Result<State, String> {
+        match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Writes `path` atomically (temporary file, fsync, rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(self).unwrap_or_default())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Sets a stage and records the change (no entry when nothing changes).
+    pub fn set(&mut self, module: &str, to: Stage, by: &str, reason: &str) -> bool {
+        let from = self.stages.get(module).copied().unwrap_or(Stage::Shadow);
+        self.stages.insert(module.into(), to);
+        if from == to {
+            return false;
+        }
+        self.history.push(Change {
+            at: now_rfc3339(),
+            module: module.into(),
+            from,
+            to,
+            by: by.into(),
+            reason: reason.into(),
+        });
+        true
+    }
+}
+
+/// The current UTC time, RFC 3339 (seconds).
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    chrono::DateTime::from_timestamp(now.as_secs() as i64, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The verdicts as an aligned text table.
+pub fn render_table(vs: &[Verdict]) -> String {
+    let mut s = format!(
+        "{:<10} {:<13} {:>11} {:>9} {:>10} {:>11} {:<10} {:<10} reason\n",
+        "module", "verdict", "comparisons", "diff", "shadow_err", "p95 Δ ms", "stage", "next"
+    );
+    for v in vs {
+        s += &format!(
+            "{:<10} {:<13} {:>11} {:>8.3}% {:>9.3}% {:>11.2} {:<10} {:<10} {}\n",
+            v.module,
+            format!("{:?}", v.verdict).to_lowercase(),
+            v.comparisons,
+            v.diff_rate * 100.0,
+            v.shadow_error_rate * 100.0,
+            v.p95_latency_delta_ms,
+            format!("{:?}", v.stage).to_lowercase(),
+            format!("{:?}", v.next_stage).to_lowercase(),
+            v.reason
+        );
+    }
+    s
+}

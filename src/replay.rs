@@ -1,0 +1,474 @@
+//! `shadowgate replay`: re-checks a baseline offline. For every case, each
+//! module call runs in the native core and in the candidate guest; the two
+//! are diffed, and each is diffed against the primary output recorded in the
+//! baseline (regression). Cases run in parallel; the report gives per-module
+//! diff, error and regression rates, classes, the top differing paths with
+//! example case ids, and the versions of both sides.
+
+use crate::case::{self, Case};
+use crate::diff::{DiffResult, Differ, Ruleset};
+use crate::plan::{self, ModuleCall};
+use crate::runtime::{NativeRuntime, Runtime, WasmConfig, WasmRuntime};
+use crate::sink::schema::decode_cases;
+use crate::sink::{files, read_table};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// One case to replay, with the outputs recorded for it (Parquet baselines).
+#[derive(Debug, Clone)]
+pub struct ReplayCase {
+    /// The case.
+    pub case: Case,
+    /// Recorded primary output per call name; empty for readable cases.
+    pub recorded: BTreeMap<String, String>,
+    /// Versions the case was recorded under.
+    pub versions: BTreeMap<String, String>,
+}
+
+/// Input that could not be read (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct InputError {
+    /// File or folder.
+    pub path: String,
+    /// Why.
+    pub message: String,
+}
+
+/// Reads a Parquet baseline (any `.parquet` under the folder; its `cases/`
+/// table if it has one) or a folder of readable cases.
+pub fn load_input(path: &Path) -> Result<Vec<ReplayCase>, InputError> {
+    let err = |message: String| InputError { path: path.display().to_string(), message };
+    if !path.exists() {
+        return Err(err("no such file or folder".into()));
+    }
+    let table = if path.join("cases").is_dir() { path.join("cases") } else { path.to_path_buf() };
+    let parquet = path.is_dir() && !files::parquet_files(&table).map_err(|e| err(e.to_string()))?.is_empty();
+    if parquet {
+        let rows = read_table(&table, decode_cases)
+            .map_err(|m| InputError { path: table.display().to_string(), message: m })?;
+        return Ok(rows
+            .into_iter()
+            .map(|r| ReplayCase { case: r.case, recorded: r.outputs, versions: r.versions })
+            .collect());
+    }
+    let cases = case::load(path).map_err(|e| InputError { path: e.file.clone(), message: e.to_string() })?;
+    if cases.is_empty() {
+        return Err(err("no cases (.json, .jsonl or .parquet files)".into()));
+    }
+    Ok(cases
+        .into_iter()
+        .map(|case| ReplayCase { case, recorded: BTreeMap::new(), versions: BTreeMap::new() })
+        .collect())
+}
+
+/// Replay settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Only this module.
+    pub module: Option<String>,
+    /// Highest tolerated diff (and regression) rate per module.
+    pub max_diff_rate: f64,
+    /// Highest tolerated error rate per module.
+    pub max_error_rate: f64,
+    /// Worker threads.
+    pub jobs: usize,
+    /// Draw a progress bar (else plain progress lines on stderr).
+    pub progress_bar: bool,
+}
+
+/// A differing path, how often, and example cases.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PathCount {
+    /// JSON pointer or `/events/<type>`.
+    pub path: String,
+    /// Comparisons it differed in.
+    pub count: u64,
+    /// Up to three case ids.
+    pub examples: Vec<String>,
+}
+
+/// One module's figures.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModuleReport {
+    /// Module.
+    pub module: String,
+    /// Calls replayed.
+    pub calls: u64,
+    /// Native vs candidate disagreements.
+    pub mismatches: u64,
+    /// Calls where a runtime failed.
+    pub errors: u64,
+    /// Calls where native or candidate disagreed with the recorded output.
+    pub regressions: u64,
+    /// `mismatches / calls`.
+    pub diff_rate: f64,
+    /// `errors / calls`.
+    pub error_rate: f64,
+    /// `regressions / calls` (0 without recorded outputs).
+    pub regression_rate: f64,
+    /// Divergences by class.
+    pub classes: BTreeMap<String, u64>,
+    /// Most frequent differing paths.
+    pub top_paths: Vec<PathCount>,
+    /// Example case ids of mismatches.
+    pub examples: Vec<String>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// What was replayed.
+    pub input: String,
+    /// Cases.
+    pub cases: usize,
+    /// Module calls.
+    pub calls: u64,
+    /// Whether recorded outputs were checked.
+    pub baseline_outputs: bool,
+    /// Ruleset applied.
+    pub ruleset: String,
+    /// Per module, in module order.
+    pub modules: Vec<ModuleReport>,
+    /// Versions: native, candidate, and those the baseline was recorded under.
+    pub versions: Value,
+    /// The thresholds.
+    pub thresholds: Value,
+    /// Each threshold exceeded, in words.
+    pub exceeded: Vec<String>,
+    /// Wall time (s).
+    pub elapsed_s: f64,
+    /// Throughput.
+    pub cases_per_s: f64,
+}
+
+struct CallOutcome {
+    module: &'static str,
+    versus: Result<DiffResult, String>,
+    regression: Option<DiffResult>,
+}
+
+fn run_case(
+    c: &ReplayCase,
+    native: &dyn Runtime,
+    candidate: &dyn Runtime,
+    differ: &Differ,
+    module: Option<&str>,
+) -> Vec<CallOutcome> {
+    let ctx = c.case.context();
+    let calls: Vec<ModuleCall> =
+        plan::plan(&c.case, &ctx).into_iter().filter(|call| module.is_none_or(|m| m == call.module)).collect();
+    calls
+        .iter()
+        .map(|call| {
+            let (a, b) = (plan::execute(native, call), plan::execute(candidate, call));
+            let versus = match (&a, &b) {
+                (Ok(a), Ok(b)) => Ok(plan::compare(differ, call, a, b)),
+                (Err(e), _) => Err(format!("native: {e}")),
+                (_, Err(e)) => Err(format!("candidate: {e}")),
+            };
+            let regression = c.recorded.get(call.name).map(|rec| {
+                // The first side that disagrees with the recording is the regression shown.
+                let mut worst = None;
+                for out in [&a, &b].into_iter().flatten() {
+                    let d = plan::compare(differ, call, rec.as_bytes(), out);
+                    if !d.agrees() {
+                        worst = Some(d);
+                        break;
+                    }
+                    worst.get_or_insert(d);
+                }
+                worst.unwrap_or_else(|| DiffResult::failed(call.module, crate::diff::Outcome::Match, "", ""))
+            });
+            CallOutcome { module: call.module, versus, regression }
+        })
+        .collect()
+}
+
+/// Replays `cases` with `candidate` against the native core under `rules`.
+pub fn run(input: &str, cases: &[ReplayCase], candidate: &WasmRuntime, rules: Ruleset, opts: &Options) -> Report {
+    let start = Instant::now();
+    let differ = Differ::new(rules);
+    let native = NativeRuntime::new();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let bar = if opts.progress_bar && std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(cases.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} replay [{bar:40}] {pos}/{len} cases {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let step = (cases.len() / 10).max(1);
+    let results: Vec<(usize, Vec<CallOutcome>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..opts.jobs.max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(c) = cases.get(i) else { break };
+                        out.push((i, run_case(c, &native, candidate, &differ, opts.module.as_deref())));
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        match &bar {
+                            Some(b) => b.inc(1),
+                            None if opts.progress_bar && (n.is_multiple_of(step) || n == cases.len()) => {
+                                eprintln!("replay: {n}/{} cases", cases.len())
+                            }
+                            None => {}
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut modules: BTreeMap<&str, Acc> = BTreeMap::new();
+    for (i, outcomes) in &results {
+        let id = &cases[*i].case.id;
+        for o in outcomes {
+            modules.entry(o.module).or_default().add(id, o);
+        }
+    }
+    let order = crate::proxy::config::MODULES;
+    let mut reports: Vec<ModuleReport> = modules.into_iter().map(|(m, acc)| acc.report(m)).collect();
+    reports.sort_by_key(|r| order.iter().position(|m| *m == r.module).unwrap_or(usize::MAX));
+    let mut exceeded = Vec::new();
+    for r in &reports {
+        let pct = |x: f64| format!("{:.2}%", x * 100.0);
+        if r.diff_rate > opts.max_diff_rate {
+            exceeded.push(format!(
+                "{}: native vs candidate diff rate {} > {} ({} of {} calls)",
+                r.module,
+                pct(r.diff_rate),
+                pct(opts.max_diff_rate),
+                r.mismatches,
+                r.calls
+            ));
+        }
+        if r.regression_rate > opts.max_diff_rate {
+            exceeded.push(format!(
+                "{}: regression vs the baseline {} > {} ({} of {} calls)",
+                r.module,
+                pct(r.regression_rate),
+                pct(opts.max_diff_rate),
+                r.regressions,
+                r.calls
+            ));
+        }
+        if r.error_rate > opts.max_error_rate {
+            exceeded.push(format!(
+                "{}: error rate {} > {} ({} of {} calls)",
+                r.module,
+                pct(r.error_rate),
+                pct(opts.max_error_rate),
+                r.errors,
+                r.calls
+            ));
+        }
+    }
+    let mut baseline: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for c in cases {
+        for (k, v) in &c.versions {
+            baseline.entry(k).or_default().insert(v);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    Report {
+        input: input.into(),
+        cases: cases.len(),
+        calls: reports.iter().map(|r| r.calls).sum(),
+        baseline_outputs: cases.iter().any(|c| !c.recorded.is_empty()),
+        ruleset: differ.ruleset().version(),
+        modules: reports,
+        versions: json!({
+            "native": {"core_version": shadowgate_core::dispatch::CORE_VERSION,
+                       "modules": shadowgate_core::dispatch::MODULES.iter().map(|(m, v)| (m.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()},
+            "candidate": {"guest_sha256": candidate.module_sha256(), "source": candidate.source(),
+                          "core_version": candidate.capabilities().core_version, "modules": candidate.capabilities().modules},
+            "baseline": baseline,
+        }),
+        thresholds: json!({"max_diff_rate": opts.max_diff_rate, "max_error_rate": opts.max_error_rate}),
+        exceeded,
+        elapsed_s: elapsed,
+        cases_per_s: cases.len() as f64 / elapsed.max(1e-9),
+    }
+}
+
+#[derive(Default)]
+struct Acc {
+    calls: u64,
+    mismatches: u64,
+    errors: u64,
+    regressions: u64,
+    with_recorded: bool,
+    classes: BTreeMap<String, u64>,
+    paths: BTreeMap<String, (u64, Vec<String>)>,
+    examples: Vec<String>,
+}
+
+impl Acc {
+    fn divergence(&mut self, id: &str, d: &DiffResult) {
+        if let Some(c) = d.class {
+            *self.classes.entry(c.as_str().into()).or_default() += 1;
+        }
+        for p in &d.paths {
+            let e = self.paths.entry(p.clone()).or_default();
+            e.0 += 1;
+            if e.1.len() < 3 && !e.1.iter().any(|x| x == id) {
+                e.1.push(id.to_string());
+            }
+        }
+    }
+
+    fn add(&mut self, id: &str, o: &CallOutcome) {
+        self.calls += 1;
+        match &o.versus {
+            Ok(d) if d.agrees() => {}
+            Ok(d) => {
+                self.mismatches += 1;
+                self.divergence(id, d);
+                if self.examples.len() < 5 && !self.examples.iter().any(|x| x == id) {
+                    self.examples.push(id.to_string());
+                }
+            }
+            Err(_) => self.errors += 1,
+        }
+        if let Some(r) = &o.regression {
+            self.with_recorded = true;
+            if !r.agrees() {
+                self.regressions += 1;
+                self.divergence(id, r);
+            }
+        }
+    }
+
+    fn report(self, module: &str) -> ModuleReport {
+        let rate = |n: u64| if self.calls == 0 { 0.0 } else { n as f64 / self.calls as f64 };
+        let mut top: Vec<PathCount> =
+            self.paths.into_iter().map(|(path, (count, examples))| PathCount { path, count, examples }).collect();
+        top.sort_by(|a, b| b.count.cmp(&a.count).then(a.path.cmp(&b.path)));
+        top.truncate(10);
+        ModuleReport {
+            module: module.into(),
+            calls: self.calls,
+            mismatches: self.mismatches,
+            errors: self.errors,
+            regressions: self.regressions,
+            diff_rate: rate(self.mismatches),
+            error_rate: rate(self.errors),
+            regression_rate: if self.with_recorded { rate(self.regressions) } else { 0.0 },
+            classes: self.classes,
+            top_paths: top,
+            examples: self.examples,
+        }
+    }
+}
+
+/// The report as an aligned text table (stdout).
+pub fn render_text(r: &Report) -> String {
+    let mut s = format!(
+        "replayed {} cases ({} module calls) from {} in {:.2} s ({:.0} cases/s), ruleset {}\n",
+        r.cases, r.calls, r.input, r.elapsed_s, r.cases_per_s, r.ruleset
+    );
+    s += &format!(
+        "candidate guest {} ({})\n\n",
+        r.versions["candidate"]["guest_sha256"].as_str().unwrap_or("").get(..12).unwrap_or(""),
+        r.versions["candidate"]["source"].as_str().unwrap_or("")
+    );
+    s += &format!(
+        "{:<10} {:>7} {:>9} {:>9} {:>7} {:>11}  top differing paths\n",
+        "module", "calls", "diff", "regress", "errors", "classes"
+    );
+    for m in &r.modules {
+        let classes: Vec<String> = m.classes.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let paths: Vec<String> = m
+            .top_paths
+            .iter()
+            .take(3)
+            .map(|p| format!("{} ×{} (e.g. {})", p.path, p.count, p.examples.join(", ")))
+            .collect();
+        s += &format!(
+            "{:<10} {:>7} {:>8.2}% {:>8.2}% {:>7} {:>11}  {}\n",
+            m.module,
+            m.calls,
+            m.diff_rate * 100.0,
+            m.regression_rate * 100.0,
+            m.errors,
+            if classes.is_empty() { "-".into() } else { classes.join(",") },
+            paths.join("; ")
+        );
+    }
+    if r.exceeded.is_empty() {
+        s += "\nwithin thresholds\n";
+    } else {
+        s += "\nthresholds exceeded:\n";
+        for e in &r.exceeded {
+            s += &format!("  {e}\n");
+        }
+    }
+    s
+}
+
+/// The report as Markdown (for CI job summaries and PR comments).
+pub fn render_markdown(r: &Report) -> String {
+    let mut s = format!(
+        "## shadowgate replay: {}\n\n{} cases, {} module calls, ruleset `{}`, candidate guest `{}`.\n\n",
+        if r.exceeded.is_empty() { "within thresholds" } else { "thresholds exceeded" },
+        r.cases,
+        r.calls,
+        r.ruleset,
+        r.versions["candidate"]["guest_sha256"].as_str().unwrap_or("")
+    );
+    s += "| module | calls | diff rate | regression rate | error rate | classes | top paths (example cases) |\n";
+    s += "|---|---:|---:|---:|---:|---|---|\n";
+    for m in &r.modules {
+        let classes: Vec<String> = m.classes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let paths: Vec<String> = m
+            .top_paths
+            .iter()
+            .take(3)
+            .map(|p| format!("`{}` ×{} ({})", p.path, p.count, p.examples.join(", ")))
+            .collect();
+        s += &format!(
+            "| {} | {} | {:.2}% | {:.2}% | {:.2}% | {} | {} |\n",
+            m.module,
+            m.calls,
+            m.diff_rate * 100.0,
+            m.regression_rate * 100.0,
+            m.error_rate * 100.0,
+            classes.join(", "),
+            paths.join("<br>")
+        );
+    }
+    for e in &r.exceeded {
+        s += &format!("\n- **exceeded**: {e}");
+    }
+    s + "\n"
+}
+
+/// Loads the candidate: `--guest PATH`, else the embedded guest.
+pub fn candidate(guest: Option<&PathBuf>) -> Result<WasmRuntime, InputError> {
+    let cfg = WasmConfig::default();
+    match guest {
+        Some(p) => WasmRuntime::from_file(p, cfg)
+            .map_err(|e| InputError { path: p.display().to_string(), message: e.to_string() }),
+        None => {
+            WasmRuntime::embedded(cfg).map_err(|e| InputError { path: "embedded guest".into(), message: e.to_string() })
+        }
+    }
+}
