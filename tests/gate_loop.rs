@@ -295,5 +295,23 @@ fn the_demo_runs_end_to_end() {
     }
     assert!(dir.join("candidate-guest.wasm").exists());
     assert!(!shadowgate::sink::files::parquet_files(&dir.join("diffs")).unwrap().is_empty());
+
+    // Reports over the demo's data: JSON figures per module and tenant, and one self-contained HTML page.
+    let d = dir.to_str().unwrap();
+    let out = shadowgate(&["report", d, "--since", "1h", "--by", "module,tenant", "--format", "json"]);
+    assert!(out.status.success());
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let groups = r["groups"].as_array().unwrap();
+    assert!(groups.iter().any(|g| g["key"] == json!({"module": "compat", "tenant": "default"})), "{r}");
+    assert!(groups.iter().all(|g| g["diff_rate"] == 0.0 && g["comparisons"].as_u64().unwrap() > 0), "{r}");
+    let html = dir.join("report.html");
+    let out = shadowgate(&["report", d, "--format", "html", "--out", html.to_str().unwrap()]);
+    assert!(out.status.success());
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<polyline class=\"series\"").count(), 5, "one line per module");
+    assert!(page.contains("data-module=\"tokenizer\"") && page.contains("<table>"));
+    assert!(!page.contains("<script") && !page.contains("src=\"http"), "self-contained");
+    let out = shadowgate(&["report", d, "--since", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
