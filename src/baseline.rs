@@ -23,19 +23,13 @@ pub fn dims_of(case: &Case, timestamp_us: i64, mode: &str) -> Dims {
         timestamp_us,
         tenant: case.tenant.clone().unwrap_or_else(|| "default".into()),
         route: case.route.clone().unwrap_or_else(|| "case".into()),
-        endpoint: match client {
-            shadowgate_core::Protocol::OpenAiChat => "/v1/chat/completions".into(),
-            shadowgate_core::Protocol::AnthropicMessages => "/v1/messages".into(),
-        },
+        endpoint: Dims::endpoint(client).into(),
         client_protocol: client.as_str().into(),
         upstream_protocol: upstream.as_str().into(),
         model: case.request["model"].as_str().unwrap_or("").into(),
         stream: case.request["stream"].as_bool().unwrap_or(false),
         mode: mode.into(),
-        compat_profile: shadowgate_core::compat::profile(case.profile.as_deref(), upstream)
-            .map(|p| p.version)
-            .unwrap_or("")
-            .into(),
+        compat_profile: Dims::profile_version(case.profile.as_deref(), upstream),
     }
 }
 
@@ -71,15 +65,8 @@ pub fn build(
     let mut batch = CaseBatch::default();
     for mut case in cases {
         redact_case(redactor, &mut case);
-        let ctx = case.context();
-        case.context = Some(ctx.clone());
-        let outputs = plan::plan(&case, &ctx)
-            .iter()
-            .map(|call| {
-                let out = plan::execute(&native, call).unwrap_or_else(|e| format!("runtime error: {e}").into_bytes());
-                (call.name.to_string(), String::from_utf8_lossy(&out).into_owned())
-            })
-            .collect();
+        case.context = Some(case.context());
+        let outputs = plan::outputs(&native, &case);
         let row = CaseRow {
             dims: dims_of(&case, now, "baseline"),
             case,
@@ -97,7 +84,7 @@ pub fn build(
         max_file_bytes: usize::MAX,
         max_file_age: Duration::MAX,
     };
-    let mut files = TableFiles::new(out, Table::Cases, &versions.instance, rotation);
+    let mut files = TableFiles::new(out, Table::Cases, &versions.instance, rotation, Default::default());
     files.write(partition_date(now), &batch.finish())?;
     files.close_all()?;
     Ok(Built { cases: n, files: parquet_files(&table_dir)? })

@@ -325,7 +325,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     }
                 );
             }
-            let created = humantime_now();
+            let created = shadowgate::gate::now_rfc3339();
             match noise_probe::proposal(&report, &rules, &created) {
                 Some(proposal) => {
                     let path = out.unwrap_or_else(|| {
@@ -540,11 +540,6 @@ fn gate_cmd(
         text += &format!("applied: {changed} stage change(s) written to {}\n", state_file.display());
     }
     Ok((verdicts, text))
-}
-
-/// The current UTC time as RFC 3339 (seconds).
-fn humantime_now() -> String {
-    chrono::DateTime::from_timestamp(now(), 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn runtime_kind(r: RuntimeArg) -> RuntimeKind {

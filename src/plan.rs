@@ -229,6 +229,19 @@ pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
     calls
 }
 
+/// What `rt` outputs for every call of `case` (under its context), by call
+/// name: the recorded primary outputs of a case row. A runtime error is kept
+/// as its message.
+pub fn outputs(rt: &dyn Runtime, case: &Case) -> std::collections::BTreeMap<String, String> {
+    plan(case, &case.context())
+        .iter()
+        .map(|call| {
+            let out = execute(rt, call).unwrap_or_else(|e| format!("runtime error: {e}").into_bytes());
+            (call.name.to_string(), String::from_utf8_lossy(&out).into_owned())
+        })
+        .collect()
+}
+
 /// Largest piece of a recorded stream fed in one call: re-chunking never
 /// changes the output, so the shadow path feeds in large pieces.
 pub const FEED_PIECE: usize = 64 << 10;

@@ -173,18 +173,13 @@ fn run_case(
                 (Err(e), _) => Err(format!("native: {e}")),
                 (_, Err(e)) => Err(format!("candidate: {e}")),
             };
-            let regression = c.recorded.get(call.name).map(|rec| {
-                // The first side that disagrees with the recording is the regression shown.
-                let mut worst = None;
-                for out in [&a, &b].into_iter().flatten() {
-                    let d = plan::compare(differ, call, rec.as_bytes(), out);
-                    if !d.agrees() {
-                        worst = Some(d);
-                        break;
-                    }
-                    worst.get_or_insert(d);
-                }
-                worst.unwrap_or_else(|| DiffResult::failed(call.module, crate::diff::Outcome::Match, "", ""))
+            // Each side that ran is compared with the recording; the first that
+            // disagrees is the regression shown. Failed runs count as errors above.
+            let regression = c.recorded.get(call.name).and_then(|rec| {
+                let mut diffs =
+                    [&a, &b].into_iter().flatten().map(|out| plan::compare(differ, call, rec.as_bytes(), out));
+                let first = diffs.next()?;
+                if first.agrees() { Some(diffs.find(|d| !d.agrees()).unwrap_or(first)) } else { Some(first) }
             });
             CallOutcome { module: call.module, versus, regression }
         })

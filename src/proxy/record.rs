@@ -89,15 +89,7 @@ impl Recorder {
     ) {
         let Some(reason) = self.sampler.decide(dims, diverged) else { return };
         let case = self.redacted_case(dims, ex);
-        let ctx = case.context();
-        let rt = rts.get(primary);
-        let outputs = plan::plan(&case, &ctx)
-            .iter()
-            .map(|call| {
-                let out = plan::execute(rt, call).unwrap_or_else(|e| format!("runtime error: {e}").into_bytes());
-                (call.name.to_string(), String::from_utf8_lossy(&out).into_owned())
-            })
-            .collect();
+        let outputs = plan::outputs(rts.get(primary), &case);
         self.stats.sampled.get_or_create(&ReasonLabels { reason: reason.as_str().into() }).inc();
         let row = CaseRow {
             dims: dims.clone(),

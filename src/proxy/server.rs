@@ -91,7 +91,7 @@ impl AppState {
             rts.clone(),
             differ,
             records.clone(),
-            Some(recorder.clone()),
+            recorder.clone(),
             modules.clone(),
             metrics.clone(),
         );
@@ -348,10 +348,7 @@ async fn handle(
         timestamp_us: now_us(),
         tenant: tenant.name.clone(),
         route: String::new(),
-        endpoint: match client {
-            Protocol::OpenAiChat => "/v1/chat/completions".into(),
-            Protocol::AnthropicMessages => "/v1/messages".into(),
-        },
+        endpoint: Dims::endpoint(client).into(),
         client_protocol: client.as_str().into(),
         upstream_protocol: String::new(),
         model: model.clone(),
@@ -395,8 +392,7 @@ async fn handle(
     dims.route = route_id;
     dims.upstream_protocol = upstream.as_str().into();
     dims.mode = label.mode.clone();
-    dims.compat_profile =
-        shadowgate_core::compat::profile(provider.profile.as_deref(), upstream).map(|p| p.version).unwrap_or("").into();
+    dims.compat_profile = Dims::profile_version(provider.profile.as_deref(), upstream);
     let dims = Arc::new(dims);
 
     let upstream_model = target["upstream_model"].as_str().map(str::to_string);

@@ -43,6 +43,21 @@ pub struct Dims {
     pub compat_profile: String,
 }
 
+impl Dims {
+    /// The endpoint path of a client protocol.
+    pub fn endpoint(client: shadowgate_core::Protocol) -> &'static str {
+        match client {
+            shadowgate_core::Protocol::OpenAiChat => "/v1/chat/completions",
+            shadowgate_core::Protocol::AnthropicMessages => "/v1/messages",
+        }
+    }
+
+    /// The version (`openai/1`, …) of the compat profile `profile` (default: the upstream's).
+    pub fn profile_version(profile: Option<&str>, upstream: shadowgate_core::Protocol) -> String {
+        shadowgate_core::compat::profile(profile, upstream).map(|p| p.version).unwrap_or("").into()
+    }
+}
+
 /// One module comparison, ready for the sink.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiffRecord {
@@ -174,7 +189,7 @@ impl Shadow {
         rts: Runtimes,
         differ: Arc<Differ>,
         records: SinkSender,
-        recorder: Option<Arc<Recorder>>,
+        recorder: Arc<Recorder>,
         stages: Arc<ModuleStages>,
         metrics: Arc<Metrics>,
     ) -> Shadow {
@@ -190,7 +205,7 @@ impl Shadow {
                     .name(format!("shadowgate-shadow-{i}"))
                     .spawn(move || {
                         lower_priority(nice);
-                        worker(&rx, &rts, &differ, &records, recorder.as_deref(), &stages, &metrics)
+                        worker(&rx, &rts, &differ, &records, &recorder, &stages, &metrics)
                     })
                     .expect("spawning a shadow worker")
             })
@@ -211,11 +226,10 @@ impl Shadow {
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                 drop(guard);
                 self.metrics.shadow_dropped.inc();
-                let version = String::new();
                 for c in &job.calls {
                     let record = DiffRecord {
                         dims: job.dims.clone(),
-                        result: DiffResult::failed(c.call.module, Outcome::Dropped, "shadow queue full", &version),
+                        result: DiffResult::failed(c.call.module, Outcome::Dropped, "shadow queue full", ""),
                         runtime_main: c.primary,
                         runtime_shadow: c.shadow,
                         latency_main_us: c.primary_us,
@@ -258,7 +272,7 @@ fn worker(
     rts: &Runtimes,
     differ: &Differ,
     records: &SinkSender,
-    recorder: Option<&Recorder>,
+    recorder: &Recorder,
     stages: &ModuleStages,
     metrics: &Metrics,
 ) {
@@ -275,10 +289,10 @@ fn worker(
             stages.observe(&r);
             emit(records, metrics, r);
         }
-        if let (Some(rec), Some(ex)) = (recorder, &job.exchange) {
+        if let Some(ex) = &job.exchange {
             let primary =
                 job.calls.iter().find(|c| c.call.module == "compat").map_or(RuntimeKind::Native, |c| c.primary);
-            rec.record(rts, primary, &job.dims, ex, diverged, records);
+            recorder.record(rts, primary, &job.dims, ex, diverged, records);
         }
     }
 }

@@ -11,6 +11,7 @@ use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use prometheus_client::metrics::counter::Counter;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
@@ -46,8 +47,7 @@ pub struct TableFiles {
     rotation: Rotation,
     open: BTreeMap<NaiveDate, Open>,
     seq: u64,
-    /// Files made visible.
-    pub files_written: u64,
+    files_written: Counter,
 }
 
 /// `date=YYYY-MM-DD` of a UTC timestamp in µs.
@@ -60,8 +60,14 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl TableFiles {
-    /// The files of `table` under `data_dir`.
-    pub fn new(data_dir: &Path, table: Table, instance: &str, rotation: Rotation) -> TableFiles {
+    /// The files of `table` under `data_dir`; `files_written` counts the files made visible.
+    pub fn new(
+        data_dir: &Path,
+        table: Table,
+        instance: &str,
+        rotation: Rotation,
+        files_written: Counter,
+    ) -> TableFiles {
         TableFiles {
             table,
             root: data_dir.join(table.as_str()),
@@ -69,8 +75,13 @@ impl TableFiles {
             rotation,
             open: BTreeMap::new(),
             seq: 0,
-            files_written: 0,
+            files_written,
         }
+    }
+
+    /// Files made visible so far.
+    pub fn files_written(&self) -> u64 {
+        self.files_written.get()
     }
 
     fn props(&self) -> WriterProperties {
@@ -152,7 +163,7 @@ impl TableFiles {
         })();
         match result {
             Ok(()) => {
-                self.files_written += 1;
+                self.files_written.inc();
                 Ok(())
             }
             Err(e) => {

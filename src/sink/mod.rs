@@ -276,7 +276,10 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 impl Writer {
     fn new(opts: SinkOptions, versions: Versions, redactor: Arc<Redactor>, stats: SinkStats) -> Writer {
-        let files = |t| files::TableFiles::new(&opts.data_dir, t, &opts.instance, opts.rotation.clone());
+        let files = |t| {
+            let counter = stats.files.get_or_create(&SinkStats::label(t)).clone();
+            files::TableFiles::new(&opts.data_dir, t, &opts.instance, opts.rotation.clone(), counter)
+        };
         Writer {
             diff_files: files(Table::Diffs),
             case_files: files(Table::Cases),
@@ -314,8 +317,8 @@ impl Writer {
         self.flush_pending();
         self.check(Table::Diffs, |w| w.diff_files.close_all());
         self.check(Table::Cases, |w| w.case_files.close_all());
-        self.summary.files.insert("diffs", self.diff_files.files_written);
-        self.summary.files.insert("cases", self.case_files.files_written);
+        self.summary.files.insert("diffs", self.diff_files.files_written());
+        self.summary.files.insert("cases", self.case_files.files_written());
         self.summary
     }
 
@@ -333,20 +336,11 @@ impl Writer {
     }
 
     fn check(&mut self, t: Table, f: impl FnOnce(&mut Writer) -> std::io::Result<()>) {
-        let before = match t {
-            Table::Diffs => self.diff_files.files_written,
-            Table::Cases => self.case_files.files_written,
-        };
         if let Err(e) = f(self) {
             tracing::error!(table = t.as_str(), error = %e, "closing a Parquet file failed; its rows are lost");
             self.summary.errors += 1;
             self.stats.errors.get_or_create(&SinkStats::label(t)).inc();
         }
-        let after = match t {
-            Table::Diffs => self.diff_files.files_written,
-            Table::Cases => self.case_files.files_written,
-        };
-        self.stats.files.get_or_create(&SinkStats::label(t)).inc_by(after - before);
     }
 
     fn push(&mut self, r: SinkRecord) {
@@ -386,7 +380,6 @@ impl Writer {
         let Some(batch) = batch.filter(|b| b.num_rows() > 0) else { return };
         let rows = batch.num_rows() as u64;
         let label = SinkStats::label(t);
-        let before = (self.diff_files.files_written, self.case_files.files_written);
         let result = match t {
             Table::Diffs => self.diff_files.write(date, &batch),
             Table::Cases => self.case_files.write(date, &batch),
@@ -402,8 +395,6 @@ impl Writer {
                 self.summary.errors += rows;
             }
         }
-        let after = (self.diff_files.files_written, self.case_files.files_written);
-        self.stats.files.get_or_create(&label).inc_by((after.0 - before.0) + (after.1 - before.1));
     }
 }
 
