@@ -5,13 +5,17 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use shadowgate::diff::{Differ, Ruleset, Scope};
-use shadowgate::runtime::{NativeRuntime, Runtime, frame};
 use shadowgate_core::{Context, Protocol};
+use shadowgate_runtime::{NativeRuntime, Runtime, frame};
 use std::hint::black_box;
 use std::time::Duration;
 
 fn scope(module: &str, kind: &str) -> Scope {
-    Scope { module: module.into(), protocol: "openai-chat".into(), kind: kind.into() }
+    Scope {
+        module: module.parse().expect("a module"),
+        protocol: shadowgate_core::Protocol::OpenAiChat,
+        kind: kind.into(),
+    }
 }
 
 /// A 500-event OpenAI client stream, and the same content chunked differently.

@@ -4,8 +4,8 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
-use shadowgate::runtime::{InstanceMode, NativeRuntime, Runtime, WasmConfig, WasmRuntime, frame};
 use shadowgate_core::Context;
+use shadowgate_runtime::{InstanceMode, NativeRuntime, Runtime, WasmConfig, WasmRuntime, frame};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;

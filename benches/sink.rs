@@ -2,13 +2,14 @@
 //! Arrow builders, Snappy Parquet, fsync + rename) and the writer's peak
 //! memory. `cargo bench --bench sink` (plain harness: one timed run per size).
 
-use serde_json::json;
-use shadowgate::diff::{DiffClass, DiffResult, Outcome};
-use shadowgate::proxy::shadow::{DiffRecord, Dims};
-use shadowgate::runtime::RuntimeKind;
+use shadowgate::diff::{DiffClass, DiffEntry, DiffKind, DiffResult, Events, Outcome, Summary};
+use shadowgate::record::Versions;
+use shadowgate::record::{DiffRecord, Dims};
 use shadowgate::sink::files::Rotation;
 use shadowgate::sink::redact::Redactor;
-use shadowgate::sink::{Sink, SinkOptions, SinkRecord, SinkStats, Versions};
+use shadowgate::sink::{Sink, SinkOptions, SinkRecord, SinkStats};
+use shadowgate_core::Module;
+use shadowgate_runtime::RuntimeKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,46 +22,61 @@ fn kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+const DIGEST: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
 /// A realistic mix: 90% match (SSE and JSON), 7% ignored, 3% mismatch with entries.
 fn record(i: usize, dims: &[Arc<Dims>]) -> DiffRecord {
-    let module = ["routing", "compat", "streaming", "tools", "tokenizer"][i % 5];
+    let module = [Module::Routing, Module::Compat, Module::Streaming, Module::Tools, Module::Tokenizer][i % 5];
     let result = match i % 100 {
-        0..=89 if module == "streaming" => DiffResult {
-            module: module.into(),
+        0..=89 if module == Module::Streaming => DiffResult {
+            module,
             outcome: Outcome::Match,
             class: None,
             rule: None,
             diff_count: 0,
             paths: vec![],
-            summary: json!({"left_events": 42, "right_events": 42,
-                "left_token_digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-                "right_token_digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}),
+            summary: Summary::Events(Events {
+                left_events: 42,
+                right_events: 42,
+                left_token_digest: DIGEST.into(),
+                right_token_digest: DIGEST.into(),
+                divergence: None,
+            }),
             ruleset_version: "v1".into(),
             truncated: false,
         },
-        0..=89 => {
-            DiffResult { summary: serde_json::Value::Null, ..DiffResult::failed(module, Outcome::Match, "", "v1") }
-        }
+        0..=89 => DiffResult { summary: Summary::None, ..DiffResult::failed(module, Outcome::Match, "", "v1") },
         90..=96 => DiffResult {
-            module: module.into(),
+            module,
             outcome: Outcome::Ignored,
             class: Some(DiffClass::Nondeterministic),
             rule: Some("ids".into()),
             diff_count: 2,
             paths: vec!["/id".into(), "/created".into()],
-            summary: json!({"ignored": 2}),
+            summary: Summary::Ignored { ignored: 2 },
             ruleset_version: "v1".into(),
             truncated: false,
         },
         _ => DiffResult {
-            module: module.into(),
+            module,
             outcome: Outcome::Mismatch,
             class: Some(DiffClass::Logic),
             rule: None,
             diff_count: 1,
             paths: vec!["/choices/0/message/content".into()],
-            summary: json!({"entries": [{"path": "/choices/0/message/content", "kind": "changed",
-                "text_diff": "-Shadow traffic lets you compare two runtimes\n+Shadow traffic lets you compare 2 runtimes"}], "ignored": 0}),
+            summary: Summary::Entries {
+                entries: vec![DiffEntry {
+                    path: "/choices/0/message/content".into(),
+                    kind: DiffKind::Changed,
+                    left: None,
+                    right: None,
+                    text_diff: Some(
+                        "-Shadow traffic lets you compare two runtimes\n+Shadow traffic lets you compare 2 runtimes"
+                            .into(),
+                    ),
+                }],
+                ignored: 0,
+            },
             ruleset_version: "v1".into(),
             truncated: false,
         },
@@ -87,8 +103,8 @@ fn main() {
                 tenant: ["acme", "globex", "initech"][i % 3].into(),
                 route: ["gpt", "claude", "gpt-via-anthropic"][i % 3].into(),
                 endpoint: "/v1/chat/completions".into(),
-                client_protocol: "openai-chat".into(),
-                upstream_protocol: "anthropic-messages".into(),
+                client_protocol: shadowgate_core::Protocol::OpenAiChat,
+                upstream_protocol: Some(shadowgate_core::Protocol::AnthropicMessages),
                 model: "gpt-via-anthropic".into(),
                 stream: i % 2 == 0,
                 mode: "shadow".into(),

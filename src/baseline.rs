@@ -1,14 +1,14 @@
 //! `shadowgate baseline build`: a folder of readable cases → a redacted,
 //! versioned Parquet `cases` table that replay checks in CI.
 
-use crate::case::{self, Case};
+use crate::case::{self, Case, CaseError};
 use crate::plan;
-use crate::proxy::shadow::Dims;
-use crate::runtime::{NativeRuntime, Runtime};
+use crate::record::{CaseRow, Dims, Versions};
 use crate::sink::files::{Rotation, TableFiles, parquet_files, partition_date};
 use crate::sink::redact::Redactor;
+use crate::sink::redact_case;
 use crate::sink::schema::{CaseBatch, Table};
-use crate::sink::{CaseRow, Versions, redact_case};
+use shadowgate_runtime::{NativeRuntime, Runtime};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,20 +17,39 @@ pub const REASON: &str = "baseline";
 
 /// The dimensions of a readable case (no live request behind it).
 pub fn dims_of(case: &Case, timestamp_us: i64, mode: &str) -> Dims {
-    let (client, upstream) = (case.client(), case.upstream());
+    let (client, upstream) = (case.client_protocol, case.upstream_protocol);
     Dims {
         request_id: case.id.clone(),
         timestamp_us,
         tenant: case.tenant.clone().unwrap_or_else(|| "default".into()),
         route: case.route.clone().unwrap_or_else(|| "case".into()),
-        endpoint: Dims::endpoint(client).into(),
-        client_protocol: client.as_str().into(),
-        upstream_protocol: upstream.as_str().into(),
+        endpoint: client.endpoint().into(),
+        client_protocol: client,
+        upstream_protocol: Some(upstream),
         model: case.request["model"].as_str().unwrap_or("").into(),
         stream: case.request["stream"].as_bool().unwrap_or(false),
         mode: mode.into(),
         compat_profile: Dims::profile_version(case.profile.as_deref(), upstream),
     }
+}
+
+/// Why a baseline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    /// The cases do not load.
+    #[error(transparent)]
+    Cases(#[from] CaseError),
+    /// The folder holds no cases.
+    #[error("{0}: no cases (.json or .jsonl files)")]
+    Empty(String),
+    /// Writing the table failed.
+    #[error("{path}: {source}")]
+    Write {
+        /// The folder written to.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// What a build wrote.
@@ -51,16 +70,19 @@ pub fn build(
     redactor: &Redactor,
     versions: &Versions,
     ruleset: &str,
-) -> anyhow::Result<Built> {
+) -> Result<Built, BaselineError> {
     let cases = case::load(cases_dir)?;
-    anyhow::ensure!(!cases.is_empty(), "{}: no cases (.json or .jsonl files)", cases_dir.display());
+    if cases.is_empty() {
+        return Err(BaselineError::Empty(cases_dir.display().to_string()));
+    }
     let table_dir = out.join(Table::Cases.as_str());
+    let write_err = |source| BaselineError::Write { path: out.display().to_string(), source };
     if table_dir.exists() {
-        for f in parquet_files(&table_dir)? {
-            std::fs::remove_file(f)?;
+        for f in parquet_files(&table_dir).map_err(write_err)? {
+            std::fs::remove_file(f).map_err(write_err)?;
         }
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
+    let now = crate::clock::now_us();
     let native = NativeRuntime::new();
     let mut batch = CaseBatch::default();
     for mut case in cases {
@@ -85,7 +107,7 @@ pub fn build(
         max_file_age: Duration::MAX,
     };
     let mut files = TableFiles::new(out, Table::Cases, &versions.instance, rotation, Default::default());
-    files.write(partition_date(now), &batch.finish())?;
-    files.close_all()?;
-    Ok(Built { cases: n, files: parquet_files(&table_dir)? })
+    files.write(partition_date(now), &batch.finish()).map_err(write_err)?;
+    files.close_all().map_err(write_err)?;
+    Ok(Built { cases: n, files: parquet_files(&table_dir).map_err(write_err)? })
 }

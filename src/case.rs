@@ -38,9 +38,9 @@ pub struct Case {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Client protocol.
-    pub client_protocol: String,
+    pub client_protocol: Protocol,
     /// Upstream protocol.
-    pub upstream_protocol: String,
+    pub upstream_protocol: Protocol,
     /// The client's request body.
     pub request: Value,
     /// The upstream's non-streaming answer.
@@ -82,16 +82,6 @@ pub struct CaseError {
 }
 
 impl Case {
-    /// The client protocol.
-    pub fn client(&self) -> Protocol {
-        Protocol::parse(&self.client_protocol, "/client_protocol").unwrap_or(Protocol::OpenAiChat)
-    }
-
-    /// The upstream protocol.
-    pub fn upstream(&self) -> Protocol {
-        Protocol::parse(&self.upstream_protocol, "/upstream_protocol").unwrap_or(Protocol::OpenAiChat)
-    }
-
     /// The recorded context, or a fixed one derived from the id (same ids on every replay).
     pub fn context(&self) -> Context {
         self.context.clone().unwrap_or_else(|| Context {
@@ -101,10 +91,8 @@ impl Case {
         })
     }
 
-    /// Checks protocols and that exactly one upstream answer is present.
-    pub fn validate(&self) -> Result<(), String> {
-        Protocol::parse(&self.client_protocol, "client_protocol").map_err(|e| e.message)?;
-        Protocol::parse(&self.upstream_protocol, "upstream_protocol").map_err(|e| e.message)?;
+    /// Checks that exactly one upstream answer is present (protocols are typed).
+    fn validate(&self) -> Result<(), String> {
         match (&self.upstream_response, &self.upstream_stream) {
             (Some(_), None) | (None, Some(_)) => Ok(()),
             _ => Err(format!("case {:?} needs exactly one of upstream_response and upstream_stream", self.id)),

@@ -3,9 +3,10 @@
 //! that `gate --apply`, the admin API and automatic rollback write and a
 //! running `serve` picks up.
 
-use crate::proxy::mode::Stage;
 use crate::report::{DataReport, Group};
+use crate::stage::Stage;
 use serde::{Deserialize, Serialize};
+use shadowgate_core::Module;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -82,14 +83,14 @@ impl Default for GateConfig {
 
 impl GateConfig {
     /// The thresholds of `module`.
-    pub fn thresholds(&self, module: &str) -> Thresholds {
+    pub fn thresholds(&self, module: Module) -> Thresholds {
         let mut t = Thresholds {
-            max_diff_rate: if module == "tokenizer" { 0.0001 } else { 0.005 },
+            max_diff_rate: if module == Module::Tokenizer { 0.0001 } else { 0.005 },
             max_shadow_error_rate: 0.001,
             max_p95_latency_delta_ms: 10.0,
             min_samples: 1000,
         };
-        for o in [self.defaults.as_ref(), self.modules.get(module)].into_iter().flatten() {
+        for o in [self.defaults.as_ref(), self.modules.get(module.as_str())].into_iter().flatten() {
             t.max_diff_rate = o.max_diff_rate.unwrap_or(t.max_diff_rate);
             t.max_shadow_error_rate = o.max_shadow_error_rate.unwrap_or(t.max_shadow_error_rate);
             t.max_p95_latency_delta_ms = o.max_p95_latency_delta_ms.unwrap_or(t.max_p95_latency_delta_ms);
@@ -115,7 +116,7 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Module.
-    pub module: String,
+    pub module: Module,
     /// Decision.
     pub verdict: Decision,
     /// Why, in words.
@@ -137,7 +138,7 @@ pub struct Verdict {
 }
 
 /// The verdict for one module's figures.
-pub fn decide(module: &str, g: Option<&Group>, t: Thresholds, stage: Stage) -> Verdict {
+pub fn decide(module: Module, g: Option<&Group>, t: Thresholds, stage: Stage) -> Verdict {
     let pct = |x: f64| format!("{:.3}%", x * 100.0);
     let (n, diff, err, p95) = g.map_or((0, 0.0, 0.0, 0.0), |g| {
         (g.comparisons, g.diff_rate, g.shadow_error_rate, g.latency_delta_us.p95 as f64 / 1000.0)
@@ -168,7 +169,7 @@ pub fn decide(module: &str, g: Option<&Group>, t: Thresholds, stage: Stage) -> V
         Decision::Inconclusive => stage,
     };
     Verdict {
-        module: module.into(),
+        module,
         verdict,
         reason,
         comparisons: n,
@@ -183,11 +184,11 @@ pub fn decide(module: &str, g: Option<&Group>, t: Thresholds, stage: Stage) -> V
 
 /// Verdicts for every module from a report grouped by module.
 pub fn verdicts(report: &DataReport, cfg: &GateConfig, stages: &BTreeMap<String, Stage>) -> Vec<Verdict> {
-    crate::proxy::config::MODULES
-        .iter()
+    Module::ALL
+        .into_iter()
         .map(|m| {
-            let g = report.groups.iter().find(|g| g.key.get("module").map(String::as_str) == Some(*m));
-            decide(m, g, cfg.thresholds(m), stages.get(*m).copied().unwrap_or(Stage::Shadow))
+            let g = report.groups.iter().find(|g| g.key.get("module").map(String::as_str) == Some(m.as_str()));
+            decide(m, g, cfg.thresholds(m), stages.get(m.as_str()).copied().unwrap_or(Stage::Shadow))
         })
         .collect()
 }
@@ -209,6 +210,16 @@ pub struct Change {
     pub reason: String,
 }
 
+/// A state file that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct StateError {
+    /// The file.
+    pub path: String,
+    /// Why.
+    pub message: String,
+}
+
 /// The stage state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -220,11 +231,12 @@ pub struct State {
 
 impl State {
     /// Reads `path`; a missing file is an empty state.
-    pub fn load(path: &Path) -> Result<State, String> {
+    pub fn load(path: &Path) -> Result<State, StateError> {
+        let err = |message: String| StateError { path: path.display().to_string(), message };
         match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| err(e.to_string())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) => Err(err(e.to_string())),
         }
     }
 
@@ -248,7 +260,7 @@ impl State {
             return false;
         }
         self.history.push(Change {
-            at: now_rfc3339(),
+            at: crate::clock::now_rfc3339(),
             module: module.into(),
             from,
             to,
@@ -257,15 +269,6 @@ impl State {
         });
         true
     }
-}
-
-/// The current UTC time, RFC 3339 (seconds).
-pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    chrono::DateTime::from_timestamp(now.as_secs() as i64, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 /// The verdicts as an aligned text table.

@@ -1,28 +1,33 @@
 //! # shadowgate
 //!
-//! The host of the shadow-traffic harness: everything with I/O. The binary
-//! (`src/main.rs`) only parses flags and calls into these modules.
+//! The host of the shadow-traffic harness: everything with I/O. The layers,
+//! each using only those before it (ARCHITECTURE.md states the rules and
+//! `tests/layers.rs` checks them):
 //!
-//! - [`runtime`] — the native and wasm runtimes of the conversion core behind one trait.
-//! - [`convert`] — the `convert` and `guest-info` commands.
-//! - [`diff`] — the diff engine and versioned rulesets.
-//! - [`proxy`] — the HTTP proxy, run modes and the shadow executor.
-//! - [`sink`] — redaction, sampling and the Parquet `diffs`/`cases` tables.
-//! - [`baseline`] — readable cases → a Parquet baseline.
+//! 1. vocabulary — [`clock`], [`signal`], [`stage`], [`case`] (the readable case format);
+//!    the runtimes are the `shadowgate-runtime` crate.
+//! 2. [`diff`] (rulesets, JSON and SSE diffs) and [`plan`] (the module calls
+//!    of one exchange, run and compared).
+//! 3. [`record`] — the diff-record and case-row types.
+//! 4. [`sink`], [`report`], [`gate`], [`replay`], [`baseline`],
+//!    [`noise_probe`], [`mock`].
+//! 5. [`proxy`] — the HTTP proxy, run modes and the shadow executor.
+//! 6. [`cmd`] — one module per CLI command; the binary only parses flags.
 
 pub mod baseline;
 pub mod case;
-pub mod convert;
-pub mod demo;
+pub mod clock;
+pub mod cmd;
 pub mod diff;
-pub mod diff_cmd;
 pub mod gate;
 pub mod mock;
 pub mod noise_probe;
 pub mod plan;
 pub mod proxy;
+pub mod record;
 pub mod replay;
 pub mod report;
-pub mod runtime;
+pub mod signal;
 pub mod sink;
+pub mod stage;
 mod toml_error;

@@ -29,6 +29,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -365,4 +366,21 @@ pub fn app(mock: Arc<Mock>) -> Router {
             post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::Anthropic, m, h, b)),
         )
         .with_state(mock)
+}
+
+/// Serves the mock upstream with `cases` on `addr` in a background task; returns the bound address.
+pub async fn spawn(cases: Vec<Case>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app(Arc::new(Mock::new(cases)))).await });
+    Ok(bound)
+}
+
+/// Serves the mock upstream with `cases` on `addr` until SIGTERM or SIGINT.
+pub async fn serve(addr: SocketAddr, cases: Vec<Case>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("listening on {addr}: {e}")))?;
+    tracing::info!(addr = %listener.local_addr()?, cases = cases.len(), "mock upstream serving");
+    axum::serve(listener, app(Arc::new(Mock::new(cases)))).with_graceful_shutdown(crate::signal::shutdown()).await
 }

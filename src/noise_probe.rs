@@ -9,22 +9,22 @@ use crate::case::Case;
 use crate::diff::json::{canonicalize, diff};
 use crate::diff::{Ruleset, sse};
 use crate::plan::{self, ModuleCall, OutputKind};
-use crate::runtime::Runtime;
 use serde::Serialize;
 use serde_json::Value;
-use shadowgate_core::Context;
+use shadowgate_core::{Context, Module, Protocol};
+use shadowgate_runtime::Runtime;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Counts for one (module, kind, protocol, path).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PathStat {
     /// Module.
-    pub module: String,
+    pub module: Module,
     /// `request`, `response`, `stream`, …
     pub kind: String,
     /// Output protocol.
-    pub protocol: String,
+    pub protocol: Protocol,
     /// Generalized JSON pointer (array indices as `*`).
     pub path: String,
     /// Comparisons in this group.
@@ -103,8 +103,8 @@ fn differing_paths(call: &ModuleCall, rules: &Ruleset, a: &[u8], b: &[u8]) -> (V
 /// Probes `cases`: `primary` twice with different contexts, and against `candidate`.
 pub fn probe(cases: &[Case], primary: &dyn Runtime, candidate: &dyn Runtime, rules: &Ruleset) -> ProbeReport {
     let mut report = ProbeReport { cases: cases.len(), ..ProbeReport::default() };
-    let mut stats: BTreeMap<(String, String, String, String), PathStat> = BTreeMap::new();
-    let mut groups: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut stats: BTreeMap<(&str, String, &str, String), PathStat> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, String, &str), usize> = BTreeMap::new();
     for case in cases {
         let ctx1 = Context { request_id: case.id.clone(), created: 1_700_000_000, id_seed: 1 };
         let ctx2 = Context { request_id: format!("{}-probe", case.id), created: 1_700_000_777, id_seed: 2 };
@@ -118,19 +118,22 @@ pub fn probe(cases: &[Case], primary: &dyn Runtime, candidate: &dyn Runtime, rul
             if p1 != p1again {
                 report.unstable_calls += 1;
             }
-            let group = (c1.scope.module.clone(), c1.scope.kind.clone(), c1.scope.protocol.clone());
+            // Keyed by names, so the report lists modules alphabetically.
+            let group = (c1.scope.module.as_str(), c1.scope.kind.clone(), c1.scope.protocol.as_str());
             *groups.entry(group.clone()).or_default() += 1;
             let (noise, uncovered) = differing_paths(c1, rules, &p1, &p2);
             let (raw, _) = differing_paths(c1, rules, &p1, &cand);
             let mut bump = |path: &String, f: &dyn Fn(&mut PathStat)| {
-                let key = (group.0.clone(), group.1.clone(), group.2.clone(), path.clone());
+                let key = (group.0, group.1.clone(), group.2, path.clone());
                 let s = stats.entry(key).or_insert_with(|| PathStat {
-                    module: group.0.clone(),
+                    module: c1.scope.module,
                     kind: group.1.clone(),
-                    protocol: group.2.clone(),
+                    protocol: c1.scope.protocol,
                     path: path.clone(),
+                    comparisons: 0,
+                    raw: 0,
+                    noise: 0,
                     covered: true,
-                    ..PathStat::default()
                 });
                 f(s);
             };
@@ -148,7 +151,7 @@ pub fn probe(cases: &[Case], primary: &dyn Runtime, candidate: &dyn Runtime, rul
     report.paths = stats
         .into_values()
         .map(|mut s| {
-            s.comparisons = groups[&(s.module.clone(), s.kind.clone(), s.protocol.clone())];
+            s.comparisons = groups[&(s.module.as_str(), s.kind.clone(), s.protocol.as_str())];
             s
         })
         .collect();

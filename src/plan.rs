@@ -3,9 +3,66 @@
 
 use crate::case::Case;
 use crate::diff::{DiffResult, Differ, Scope};
-use crate::runtime::{Runtime, RuntimeError, frame};
 use serde_json::{Value, json};
-use shadowgate_core::{Context, Protocol};
+use shadowgate_core::{Context, Module, Protocol};
+use shadowgate_runtime::{Runtime, RuntimeError, frame};
+
+/// Which of a module's calls: the key of recorded outputs, the dispatch op and the module in one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Call {
+    /// `routing.resolve`.
+    RoutingResolve,
+    /// `compat.request`: client request → upstream request.
+    CompatRequest,
+    /// `compat.response`: upstream response → client response.
+    CompatResponse,
+    /// `compat.error`: upstream error → client error.
+    CompatError,
+    /// `tools.canonicalize` of the client request.
+    ToolsRequest,
+    /// `tools.canonicalize` of the upstream response.
+    ToolsResponse,
+    /// A stream session over the whole upstream stream.
+    Stream,
+    /// `tokenizer.count`.
+    TokenizerCount,
+}
+
+impl Call {
+    /// The module it exercises.
+    pub const fn module(self) -> Module {
+        match self {
+            Call::RoutingResolve => Module::Routing,
+            Call::CompatRequest | Call::CompatResponse | Call::CompatError => Module::Compat,
+            Call::ToolsRequest | Call::ToolsResponse => Module::Tools,
+            Call::Stream => Module::Streaming,
+            Call::TokenizerCount => Module::Tokenizer,
+        }
+    }
+
+    /// The name recorded outputs are keyed by (`compat.request`, `tools.response`, …).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Call::RoutingResolve => "routing.resolve",
+            Call::CompatRequest => "compat.request",
+            Call::CompatResponse => "compat.response",
+            Call::CompatError => "compat.error",
+            Call::ToolsRequest => "tools.request",
+            Call::ToolsResponse => "tools.response",
+            Call::Stream => "streaming.stream",
+            Call::TokenizerCount => "tokenizer.count",
+        }
+    }
+
+    /// The dispatch op, or `stream` for a stream session.
+    pub const fn op(self) -> &'static str {
+        match self {
+            Call::ToolsRequest | Call::ToolsResponse => "tools.canonicalize",
+            Call::Stream => "stream",
+            other => other.name(),
+        }
+    }
+}
 
 /// How a call's output is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,12 +76,8 @@ pub enum OutputKind {
 /// One module call.
 #[derive(Debug, Clone)]
 pub struct ModuleCall {
-    /// The module it exercises.
-    pub module: &'static str,
-    /// Which of the module's calls (`compat.request`, `tools.response`, …): the key of recorded outputs.
-    pub name: &'static str,
-    /// Dispatch op, or `stream` for a stream session.
-    pub op: &'static str,
+    /// Which call.
+    pub call: Call,
     /// Input bytes (for streams: the session options).
     pub input: Vec<u8>,
     /// For streams: the upstream bytes to feed.
@@ -35,8 +88,15 @@ pub struct ModuleCall {
     pub scope: Scope,
 }
 
-fn scope(module: &str, protocol: Protocol, kind: &str) -> Scope {
-    Scope { module: module.into(), protocol: protocol.as_str().into(), kind: kind.into() }
+impl ModuleCall {
+    /// The module it exercises.
+    pub fn module(&self) -> Module {
+        self.call.module()
+    }
+}
+
+fn scope(module: Module, protocol: Protocol, kind: &str) -> Scope {
+    Scope { module, protocol, kind: kind.into() }
 }
 
 fn text_of(request: &Value) -> String {
@@ -63,26 +123,20 @@ fn text_of(request: &Value) -> String {
     out
 }
 
-fn json_call(
-    (module, name): (&'static str, &'static str),
-    op: &'static str,
-    header: Value,
-    payload: &[u8],
-    scope: Scope,
-) -> ModuleCall {
-    ModuleCall { module, name, op, input: frame(&header, payload), stream: None, kind: OutputKind::Json, scope }
+fn json_call(call: Call, header: Value, payload: &[u8], kind: &str, protocol: Protocol) -> ModuleCall {
+    ModuleCall {
+        call,
+        input: frame(&header, payload),
+        stream: None,
+        kind: OutputKind::Json,
+        scope: scope(call.module(), protocol, kind),
+    }
 }
 
 /// `routing.resolve` over a route table (the core's route shape).
 pub fn routing_call(client: Protocol, model: &str, tenant: Option<&str>, routes: &Value) -> ModuleCall {
     let q = json!({"client_protocol": client.as_str(), "model": model, "tenant": tenant, "routes": routes});
-    json_call(
-        ("routing", "routing.resolve"),
-        "routing.resolve",
-        json!({}),
-        q.to_string().as_bytes(),
-        scope("routing", client, "route"),
-    )
+    json_call(Call::RoutingResolve, json!({}), q.to_string().as_bytes(), "route", client)
 }
 
 /// `compat.request`: client request → upstream request.
@@ -94,7 +148,7 @@ pub fn request_call(
     model: Option<&str>,
 ) -> ModuleCall {
     let h = json!({"from": client.as_str(), "to": upstream.as_str(), "profile": profile, "model": model});
-    json_call(("compat", "compat.request"), "compat.request", h, body, scope("compat", upstream, "request"))
+    json_call(Call::CompatRequest, h, body, "request", upstream)
 }
 
 /// `compat.response`: upstream response → client response.
@@ -106,7 +160,7 @@ pub fn response_call(
     profile: Option<&str>,
 ) -> ModuleCall {
     let h = json!({"ctx": ctx, "from": upstream.as_str(), "to": client.as_str(), "profile": profile});
-    json_call(("compat", "compat.response"), "compat.response", h, body, scope("compat", client, "response"))
+    json_call(Call::CompatResponse, h, body, "response", client)
 }
 
 /// `compat.error`: upstream error → client error.
@@ -120,36 +174,18 @@ pub fn error_call(
 ) -> ModuleCall {
     let input = json!({"status": status, "body": body, "retry_after": retry_after, "retry_after_ms": retry_after_ms});
     let h = json!({"from": upstream.as_str(), "to": client.as_str()});
-    json_call(
-        ("compat", "compat.error"),
-        "compat.error",
-        h,
-        input.to_string().as_bytes(),
-        scope("compat", client, "error"),
-    )
+    json_call(Call::CompatError, h, input.to_string().as_bytes(), "error", client)
 }
 
 /// `tools.canonicalize` of a request (kind `request`) or a response (kind `response`, needs `ctx`).
 pub fn tools_call(ctx: Option<&Context>, from: Protocol, client: Protocol, kind: &str, body: &[u8]) -> ModuleCall {
-    let name = if kind == "response" { "tools.response" } else { "tools.request" };
-    json_call(
-        ("tools", name),
-        "tools.canonicalize",
-        json!({"ctx": ctx, "from": from.as_str(), "kind": kind}),
-        body,
-        scope("tools", client, "tools"),
-    )
+    let call = if kind == "response" { Call::ToolsResponse } else { Call::ToolsRequest };
+    json_call(call, json!({"ctx": ctx, "from": from.as_str(), "kind": kind}), body, "tools", client)
 }
 
 /// `tokenizer.count` of a text.
 pub fn tokenizer_call(client: Protocol, text: &str) -> ModuleCall {
-    json_call(
-        ("tokenizer", "tokenizer.count"),
-        "tokenizer.count",
-        json!({}),
-        text.as_bytes(),
-        scope("tokenizer", client, "tokens"),
-    )
+    json_call(Call::TokenizerCount, json!({}), text.as_bytes(), "tokens", client)
 }
 
 /// The stream session options of a stream conversion.
@@ -168,13 +204,11 @@ pub fn stream_call(
     upstream_bytes: bytes::Bytes,
 ) -> ModuleCall {
     ModuleCall {
-        module: "streaming",
-        name: "streaming.stream",
-        op: "stream",
+        call: Call::Stream,
         input: stream_options(ctx, upstream, client, include_usage),
         stream: Some(upstream_bytes),
         kind: OutputKind::Stream(client),
-        scope: scope("streaming", client, "stream"),
+        scope: scope(Module::Streaming, client, "stream"),
     }
 }
 
@@ -190,7 +224,7 @@ pub fn include_usage(request: &Value) -> bool {
 
 /// The calls of one case, in module order: routing, compat, tools, streaming, tokenizer.
 pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
-    let (client, upstream) = (case.client(), case.upstream());
+    let (client, upstream) = (case.client_protocol, case.upstream_protocol);
     let request = serde_json::to_vec(&case.request).unwrap_or_default();
     let model = case.request["model"].as_str().unwrap_or("");
     let routes = json!([{"id": case.route.clone().unwrap_or_else(|| "case".into()), "model": model, "provider": "recorded",
@@ -237,7 +271,7 @@ pub fn outputs(rt: &dyn Runtime, case: &Case) -> std::collections::BTreeMap<Stri
         .iter()
         .map(|call| {
             let out = execute(rt, call).unwrap_or_else(|e| format!("runtime error: {e}").into_bytes());
-            (call.name.to_string(), String::from_utf8_lossy(&out).into_owned())
+            (call.call.name().to_string(), String::from_utf8_lossy(&out).into_owned())
         })
         .collect()
 }
@@ -260,7 +294,7 @@ pub fn sse_text(envelope: &[u8]) -> Result<String, Value> {
 
 /// Runs one call; returns the bytes to compare (the SSE text for streams).
 pub fn execute(rt: &dyn Runtime, call: &ModuleCall) -> Result<Vec<u8>, RuntimeError> {
-    let Some(upstream) = &call.stream else { return rt.call(call.op, &call.input) };
+    let Some(upstream) = &call.stream else { return rt.call(call.call.op(), &call.input) };
     let mut session = rt.open_stream(&call.input)?;
     let mut out = Vec::new();
     let mut push = |env: &[u8]| match sse_text(env) {

@@ -8,12 +8,13 @@
 use crate::case::{self, Case};
 use crate::diff::{DiffResult, Differ, Ruleset};
 use crate::plan::{self, ModuleCall};
-use crate::runtime::{NativeRuntime, Runtime, WasmConfig, WasmRuntime};
 use crate::sink::schema::decode_cases;
 use crate::sink::{files, read_table};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Value, json};
+use shadowgate_core::Module;
+use shadowgate_runtime::{NativeRuntime, Runtime, WasmConfig, WasmRuntime};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -72,7 +73,7 @@ pub fn load_input(path: &Path) -> Result<Vec<ReplayCase>, InputError> {
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Only this module.
-    pub module: Option<String>,
+    pub module: Option<Module>,
     /// Highest tolerated diff (and regression) rate per module.
     pub max_diff_rate: f64,
     /// Highest tolerated error rate per module.
@@ -98,7 +99,7 @@ pub struct PathCount {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ModuleReport {
     /// Module.
-    pub module: String,
+    pub module: Module,
     /// Calls replayed.
     pub calls: u64,
     /// Native vs candidate disagreements.
@@ -149,7 +150,7 @@ pub struct Report {
 }
 
 struct CallOutcome {
-    module: &'static str,
+    module: Module,
     versus: Result<DiffResult, String>,
     regression: Option<DiffResult>,
 }
@@ -159,11 +160,11 @@ fn run_case(
     native: &dyn Runtime,
     candidate: &dyn Runtime,
     differ: &Differ,
-    module: Option<&str>,
+    module: Option<Module>,
 ) -> Vec<CallOutcome> {
     let ctx = c.case.context();
     let calls: Vec<ModuleCall> =
-        plan::plan(&c.case, &ctx).into_iter().filter(|call| module.is_none_or(|m| m == call.module)).collect();
+        plan::plan(&c.case, &ctx).into_iter().filter(|call| module.is_none_or(|m| m == call.module())).collect();
     calls
         .iter()
         .map(|call| {
@@ -175,13 +176,13 @@ fn run_case(
             };
             // Each side that ran is compared with the recording; the first that
             // disagrees is the regression shown. Failed runs count as errors above.
-            let regression = c.recorded.get(call.name).and_then(|rec| {
+            let regression = c.recorded.get(call.call.name()).and_then(|rec| {
                 let mut diffs =
                     [&a, &b].into_iter().flatten().map(|out| plan::compare(differ, call, rec.as_bytes(), out));
                 let first = diffs.next()?;
                 if first.agrees() { Some(diffs.find(|d| !d.agrees()).unwrap_or(first)) } else { Some(first) }
             });
-            CallOutcome { module: call.module, versus, regression }
+            CallOutcome { module: call.module(), versus, regression }
         })
         .collect()
 }
@@ -213,7 +214,7 @@ pub fn run(input: &str, cases: &[ReplayCase], candidate: &WasmRuntime, rules: Ru
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(c) = cases.get(i) else { break };
-                        out.push((i, run_case(c, &native, candidate, &differ, opts.module.as_deref())));
+                        out.push((i, run_case(c, &native, candidate, &differ, opts.module)));
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         match &bar {
                             Some(b) => b.inc(1),
@@ -232,16 +233,15 @@ pub fn run(input: &str, cases: &[ReplayCase], candidate: &WasmRuntime, rules: Ru
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let mut modules: BTreeMap<&str, Acc> = BTreeMap::new();
+    let mut modules: BTreeMap<Module, Acc> = BTreeMap::new();
     for (i, outcomes) in &results {
         let id = &cases[*i].case.id;
         for o in outcomes {
             modules.entry(o.module).or_default().add(id, o);
         }
     }
-    let order = crate::proxy::config::MODULES;
-    let mut reports: Vec<ModuleReport> = modules.into_iter().map(|(m, acc)| acc.report(m)).collect();
-    reports.sort_by_key(|r| order.iter().position(|m| *m == r.module).unwrap_or(usize::MAX));
+    // `Module`'s order is the catalog's.
+    let reports: Vec<ModuleReport> = modules.into_iter().map(|(m, acc)| acc.report(m)).collect();
     let mut exceeded = Vec::new();
     for r in &reports {
         let pct = |x: f64| format!("{:.2}%", x * 100.0);
@@ -292,7 +292,7 @@ pub fn run(input: &str, cases: &[ReplayCase], candidate: &WasmRuntime, rules: Ru
         modules: reports,
         versions: json!({
             "native": {"core_version": shadowgate_core::dispatch::CORE_VERSION,
-                       "modules": shadowgate_core::dispatch::MODULES.iter().map(|(m, v)| (m.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()},
+                       "modules": Module::ALL.iter().map(|m| (m.as_str(), m.version())).collect::<BTreeMap<_, _>>()},
             "candidate": {"guest_sha256": candidate.module_sha256(), "source": candidate.source(),
                           "core_version": candidate.capabilities().core_version, "modules": candidate.capabilities().modules},
             "baseline": baseline,
@@ -352,14 +352,14 @@ impl Acc {
         }
     }
 
-    fn report(self, module: &str) -> ModuleReport {
+    fn report(self, module: Module) -> ModuleReport {
         let rate = |n: u64| if self.calls == 0 { 0.0 } else { n as f64 / self.calls as f64 };
         let mut top: Vec<PathCount> =
             self.paths.into_iter().map(|(path, (count, examples))| PathCount { path, count, examples }).collect();
         top.sort_by(|a, b| b.count.cmp(&a.count).then(a.path.cmp(&b.path)));
         top.truncate(10);
         ModuleReport {
-            module: module.into(),
+            module,
             calls: self.calls,
             mismatches: self.mismatches,
             errors: self.errors,

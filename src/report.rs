@@ -109,27 +109,49 @@ pub struct DataReport {
     pub series: BTreeMap<String, Vec<Point>>,
 }
 
+/// A window that is not `<number><s|m|h|d>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WindowError(String);
+
 /// Parses `30m`, `24h`, `7d` (or plain seconds).
-pub fn parse_since(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_since(s: &str) -> Result<std::time::Duration, WindowError> {
+    let err = |m: String| WindowError(m);
     let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
-    let n: u64 = n.parse().map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, m, h, d)")),
+    let n: u64 = n.parse().map_err(|_| err(format!("{s:?}: expected a number with s, m, h or d")))?;
+    let unit_secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(err(format!("{s:?}: unknown unit {unit:?} (s, m, h, d)"))),
     };
+    let secs = n.checked_mul(unit_secs).ok_or_else(|| err(format!("{s:?}: too long a window")))?;
     Ok(std::time::Duration::from_secs(secs))
 }
 
+/// The timestamp (µs) `window` (`30m`, `24h`, `7d`) before now.
+pub fn cutoff_us(window: &str) -> Result<i64, WindowError> {
+    let back = i64::try_from(parse_since(window)?.as_micros()).unwrap_or(i64::MAX);
+    Ok(crate::clock::now_us().saturating_sub(back))
+}
+
+/// A `diffs` table that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadError(pub String);
+
 /// Reads the `diffs` rows under `data_dir` newer than `since_us`.
-pub fn load(data_dir: &Path, since_us: Option<i64>) -> Result<Vec<DiffRow>, String> {
+pub fn load(data_dir: &Path, since_us: Option<i64>) -> Result<Vec<DiffRow>, ReadError> {
     let dir = data_dir.join("diffs");
     if !dir.is_dir() {
-        return Err(format!("{}: no diffs table (expected {}/date=…/*.parquet)", data_dir.display(), dir.display()));
+        return Err(ReadError(format!(
+            "{}: no diffs table (expected {}/date=…/*.parquet)",
+            data_dir.display(),
+            dir.display()
+        )));
     }
-    let mut rows = read_table(&dir, decode_diffs)?;
+    let mut rows = read_table(&dir, decode_diffs).map_err(ReadError)?;
     if let Some(cut) = since_us {
         rows.retain(|r| r.dims.timestamp_us >= cut);
     }

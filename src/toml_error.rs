@@ -22,3 +22,19 @@ pub fn locate(text: &str, e: &toml::de::Error) -> (usize, String, String) {
     };
     (line, key, message)
 }
+
+/// A config value that parsed but is not valid: the dotted key and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The key, as a dotted path (`providers[0].base_url`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Invalid {
+    /// An invalid value at `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid { key: key.into(), message: message.into() }
+    }
+}

@@ -5,10 +5,12 @@
 
 use serde_json::{Value, json};
 use shadowgate::gate::{Decision, GateConfig, decide};
-use shadowgate::proxy::mode::Stage;
-use shadowgate::proxy::{Recording, build, spawn, spawn_mock};
+use shadowgate::mock::spawn as spawn_mock;
+use shadowgate::proxy::{Recording, build, spawn};
 use shadowgate::report::{Delta, Group};
-use shadowgate::runtime::{CANDIDATE_GUEST, WasmConfig, WasmRuntime};
+use shadowgate::stage::Stage;
+use shadowgate_core::Module;
+use shadowgate_runtime::{CANDIDATE_GUEST, WasmConfig, WasmRuntime};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -103,23 +105,23 @@ fn group(n: u64, diff: f64, err: f64, p95_us: i64) -> Group {
 #[test]
 fn verdicts_pass_fail_and_inconclusive_with_reasons() {
     let cfg = GateConfig::default();
-    let t = cfg.thresholds("compat");
+    let t = cfg.thresholds(Module::Compat);
     assert_eq!((t.max_diff_rate, t.max_shadow_error_rate, t.max_p95_latency_delta_ms), (0.005, 0.001, 10.0));
-    assert_eq!(cfg.thresholds("tokenizer").max_diff_rate, 0.0001);
-    let pass = decide("compat", Some(&group(5000, 0.001, 0.0, 800)), t, Stage::Shadow);
+    assert_eq!(cfg.thresholds(Module::Tokenizer).max_diff_rate, 0.0001);
+    let pass = decide(Module::Compat, Some(&group(5000, 0.001, 0.0, 800)), t, Stage::Shadow);
     assert_eq!((pass.verdict, pass.next_stage), (Decision::Pass, Stage::Canary));
-    let fail = decide("compat", Some(&group(5000, 0.02, 0.0, 800)), t, Stage::Canary);
+    let fail = decide(Module::Compat, Some(&group(5000, 0.02, 0.0, 800)), t, Stage::Canary);
     assert_eq!((fail.verdict, fail.next_stage), (Decision::Fail, Stage::Shadow));
     assert!(fail.reason.contains("diff rate 2.000% is above 0.500%"), "{}", fail.reason);
-    let slow = decide("compat", Some(&group(5000, 0.0, 0.0, 25_000)), t, Stage::Default);
+    let slow = decide(Module::Compat, Some(&group(5000, 0.0, 0.0, 25_000)), t, Stage::Default);
     assert_eq!((slow.verdict, slow.next_stage), (Decision::Fail, Stage::Canary));
     assert!(slow.reason.contains("p95 latency delta 25.00 ms"), "{}", slow.reason);
-    let errs = decide("compat", Some(&group(5000, 0.0, 0.01, 0)), t, Stage::Canary);
+    let errs = decide(Module::Compat, Some(&group(5000, 0.0, 0.01, 0)), t, Stage::Canary);
     assert!(errs.reason.contains("shadow error rate"), "{}", errs.reason);
-    let few = decide("compat", Some(&group(50, 0.0, 0.0, 0)), t, Stage::Shadow);
+    let few = decide(Module::Compat, Some(&group(50, 0.0, 0.0, 0)), t, Stage::Shadow);
     assert_eq!((few.verdict, few.next_stage), (Decision::Inconclusive, Stage::Shadow));
     assert_eq!(few.reason, "50 comparisons, 1000 needed");
-    let none = decide("compat", None, t, Stage::Shadow);
+    let none = decide(Module::Compat, None, t, Stage::Shadow);
     assert_eq!(none.verdict, Decision::Inconclusive);
 }
 

@@ -4,7 +4,7 @@
 use shadowgate::case;
 use shadowgate::diff::Ruleset;
 use shadowgate::noise_probe::{probe, proposal};
-use shadowgate::runtime::{NativeRuntime, WasmConfig, WasmRuntime};
+use shadowgate_runtime::{NativeRuntime, WasmConfig, WasmRuntime};
 use std::path::Path;
 
 const BARE: &str = "version = 7\ncreated_at = \"2026-11-23T00:00:00Z\"\n[sse_protocol]\nversion = \"sse/1\"\n";

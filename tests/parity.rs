@@ -3,8 +3,8 @@
 //! chunkings too.
 
 use serde_json::json;
-use shadowgate::runtime::{InstanceMode, NativeRuntime, Runtime, WasmConfig, WasmRuntime, frame};
 use shadowgate_core::{Context, Protocol};
+use shadowgate_runtime::{InstanceMode, NativeRuntime, Runtime, WasmConfig, WasmRuntime, frame};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 

@@ -5,11 +5,12 @@
 
 use serde_json::{Value, json};
 use shadowgate::diff::Outcome;
+use shadowgate::mock::spawn as spawn_mock;
 use shadowgate::proxy::config::Config;
-use shadowgate::proxy::shadow::DiffRecord;
-use shadowgate::proxy::{Recording, build, spawn, spawn_mock};
-use shadowgate::runtime::{WasmConfig, WasmRuntime};
+use shadowgate::proxy::{Recording, build, spawn};
+use shadowgate::record::DiffRecord;
 use shadowgate::sink::SinkRecord;
+use shadowgate_runtime::{WasmConfig, WasmRuntime};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -20,7 +21,7 @@ const ANY: &str = "127.0.0.1:0";
 struct Proxy {
     url: String,
     records: Receiver<SinkRecord>,
-    state: Arc<shadowgate::proxy::server::AppState>,
+    state: Arc<shadowgate::proxy::app::AppState>,
 }
 
 fn config(mock: SocketAddr, extra_top: &str, extra: &str) -> Config {
@@ -301,7 +302,10 @@ async fn a_failing_wasm_primary_falls_back_to_native_explicitly() {
     assert_eq!(r.headers()["x-shadowgate-runtime"], "native");
     assert_eq!(text_of("openai", false, &r.text().await.unwrap()), ANSWER);
     let recs = records(&p, 2);
-    assert!(recs.iter().any(|r| r.result.outcome == Outcome::PrimaryError && r.result.module == "routing"));
+    assert!(
+        recs.iter()
+            .any(|r| r.result.outcome == Outcome::PrimaryError && r.result.module == shadowgate_core::Module::Routing)
+    );
     let metrics = reqwest::get(format!("{}/metrics", p.url)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("shadowgate_fallbacks_total{module=\"routing\"}"), "{metrics}");
     assert!(p.state.wasm.stats().deadline >= 1);

@@ -2,7 +2,7 @@
 //! report a wrong ABI version each yield their own typed error within the
 //! deadline, and the host keeps serving other calls.
 
-use shadowgate::runtime::{LoadError, NativeRuntime, Runtime, RuntimeError, WasmConfig, WasmRuntime, load_guest_file};
+use shadowgate_runtime::{LoadError, NativeRuntime, Runtime, RuntimeError, WasmConfig, WasmRuntime, load_guest_file};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -2,10 +2,11 @@
 //! proxy (non-streaming, streaming, tool calls, errors), in front of the mock.
 //! Needs `python3` with `tests/requirements.txt` installed (`make test` does it).
 
+use shadowgate::mock::spawn as spawn_mock;
 use shadowgate::proxy::config::Config;
-use shadowgate::proxy::{Recording, build, spawn, spawn_mock};
-use shadowgate::runtime::{WasmConfig, WasmRuntime};
+use shadowgate::proxy::{Recording, build, spawn};
 use shadowgate::sink::SinkRecord;
+use shadowgate_runtime::{WasmConfig, WasmRuntime};
 use std::path::Path;
 use std::sync::Arc;
 

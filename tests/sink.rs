@@ -6,13 +6,15 @@
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef};
 use serde_json::{Value, json};
-use shadowgate::diff::{DiffClass, DiffResult, Outcome};
-use shadowgate::proxy::shadow::{DiffRecord, Dims};
-use shadowgate::runtime::RuntimeKind;
+use shadowgate::diff::{DiffClass, DiffEntry, DiffKind, DiffResult, Events, Outcome, Summary};
+use shadowgate::record::{CaseRow, Versions};
+use shadowgate::record::{DiffRecord, Dims};
 use shadowgate::sink::files::{self, Rotation};
 use shadowgate::sink::redact::Redactor;
 use shadowgate::sink::schema::{Table, decode_cases, decode_diffs};
-use shadowgate::sink::{CaseRow, Sink, SinkOptions, SinkRecord, SinkStats, Versions, read_table};
+use shadowgate::sink::{Sink, SinkOptions, SinkRecord, SinkStats, read_table};
+use shadowgate_core::Module;
+use shadowgate_runtime::RuntimeKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,8 +56,8 @@ fn dims(i: usize, ts: i64) -> Dims {
         tenant: ["acme", "globex"][i % 2].into(),
         route: "claude".into(),
         endpoint: "/v1/chat/completions".into(),
-        client_protocol: "openai-chat".into(),
-        upstream_protocol: "anthropic-messages".into(),
+        client_protocol: shadowgate_core::Protocol::OpenAiChat,
+        upstream_protocol: Some(shadowgate_core::Protocol::AnthropicMessages),
         model: "gpt-via-anthropic".into(),
         stream: i.is_multiple_of(3),
         mode: "shadow".into(),
@@ -64,39 +66,54 @@ fn dims(i: usize, ts: i64) -> Dims {
 }
 
 fn result(i: usize) -> DiffResult {
-    let module = ["routing", "compat", "streaming", "tools", "tokenizer"][i % 5];
+    let module = [Module::Routing, Module::Compat, Module::Streaming, Module::Tools, Module::Tokenizer][i % 5];
     match i % 4 {
         0 => DiffResult {
-            module: module.into(),
+            module,
             outcome: Outcome::Match,
             class: None,
             rule: None,
             diff_count: 0,
             paths: vec![],
-            summary: json!({"left_events": 12, "right_events": 12, "left_token_digest": "d1", "right_token_digest": "d1"}),
+            summary: Summary::Events(Events {
+                left_events: 12,
+                right_events: 12,
+                left_token_digest: "d1".into(),
+                right_token_digest: "d1".into(),
+                divergence: None,
+            }),
             ruleset_version: "v1".into(),
             truncated: false,
         },
         1 => DiffResult {
-            module: module.into(),
+            module,
             outcome: Outcome::Mismatch,
             class: Some(DiffClass::Compat),
             rule: Some("compat/stop-reason-mapping".into()),
             diff_count: 2,
             paths: vec!["/choices/0/finish_reason".into(), "/usage/total_tokens".into()],
-            summary: json!({"entries": [{"path": "/choices/0/finish_reason", "left": "stop", "right": "length"}]}),
+            summary: Summary::Entries {
+                entries: vec![DiffEntry {
+                    path: "/choices/0/finish_reason".into(),
+                    kind: DiffKind::Changed,
+                    left: Some(json!("stop")),
+                    right: Some(json!("length")),
+                    text_diff: None,
+                }],
+                ignored: 0,
+            },
             ruleset_version: "v1".into(),
             truncated: false,
         },
         2 => DiffResult::failed(module, Outcome::ShadowTimeout, "deadline of 250 ms exceeded", "v1"),
         _ => DiffResult {
-            module: module.into(),
+            module,
             outcome: Outcome::Ignored,
             class: Some(DiffClass::Nondeterministic),
             rule: Some("ids".into()),
             diff_count: 1,
             paths: vec!["/id".into()],
-            summary: json!({"ignored": 1}),
+            summary: Summary::Ignored { ignored: 1 },
             ruleset_version: "v1".into(),
             truncated: false,
         },
@@ -172,7 +189,7 @@ fn tables_round_trip_through_our_reader_and_through_pyarrow_and_duckdb() {
     for i in [0usize, 1, 2, 3, 598, 599] {
         let (want, got) = (diff_record(i, 0), by_id[format!("req_{i:04}").as_str()]);
         assert_eq!(got.dims, Dims { timestamp_us: got.dims.timestamp_us, ..(*want.dims).clone() });
-        assert_eq!(got.module, want.result.module);
+        assert_eq!(got.module, want.result.module.as_str());
         assert_eq!(got.outcome, want.result.outcome.as_str());
         assert_eq!(got.diff_class.as_deref(), want.result.class.map(|c| c.as_str()));
         assert_eq!(got.rule_id, want.result.rule);

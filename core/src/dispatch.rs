@@ -10,6 +10,7 @@ use crate::compat::{self, ErrorInput};
 use crate::context::Context;
 use crate::error::{CoreError, ErrorKind, Result};
 use crate::json;
+use crate::module::Module;
 use crate::protocol::Protocol;
 use crate::routing::{self, RouteRequest};
 use crate::streaming::{self, StreamOptions, StreamSession};
@@ -23,40 +24,26 @@ pub const ABI_VERSION: u32 = 1;
 /// Version of the core crate.
 pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The operations `dispatch` understands, with the module each belongs to.
-pub const OPS: &[(&str, &str)] = &[
-    ("capabilities", "core"),
-    ("routing.resolve", "routing"),
-    ("compat.request", "compat"),
-    ("compat.response", "compat"),
-    ("compat.error", "compat"),
-    ("tools.canonicalize", "tools"),
-    ("tokenizer.count", "tokenizer"),
+/// The operations `dispatch` understands, in ABI code order (new ops are only appended).
+pub const OPS: &[&str] = &[
+    "capabilities",
+    "routing.resolve",
+    "compat.request",
+    "compat.response",
+    "compat.error",
+    "tools.canonicalize",
+    "tokenizer.count",
 ];
 
 /// The ABI code of an op: its position in [`OPS`] (new ops are only appended).
 pub fn op_code(name: &str) -> Option<u32> {
-    OPS.iter().position(|(o, _)| *o == name).map(|i| i as u32)
+    OPS.iter().position(|o| *o == name).map(|i| i as u32)
 }
 
 /// The op name of an ABI code.
 pub fn op_name(code: u32) -> Option<&'static str> {
-    OPS.get(code as usize).map(|(o, _)| *o)
+    OPS.get(code as usize).copied()
 }
-
-/// The module an op belongs to (for diff attribution).
-pub fn op_module(name: &str) -> Option<&'static str> {
-    OPS.iter().find(|(o, _)| *o == name).map(|(_, m)| *m)
-}
-
-/// Every module with its version, in a stable order.
-pub const MODULES: &[(&str, &str)] = &[
-    ("routing", routing::VERSION),
-    ("tools", tools::VERSION),
-    ("compat", compat::VERSION),
-    ("streaming", streaming::VERSION),
-    ("tokenizer", tokenizer::VERSION),
-];
 
 /// The header line of an op's input.
 #[derive(Debug, Default, Deserialize)]
@@ -104,7 +91,8 @@ fn split(input: &[u8]) -> Result<(Header, &[u8])> {
 
 /// The guest's capabilities: ABI, core and module versions, profiles, SSE schema, ops.
 pub fn capabilities() -> Value {
-    let modules: serde_json::Map<String, Value> = MODULES.iter().map(|(m, v)| (m.to_string(), json!(v))).collect();
+    let modules: serde_json::Map<String, Value> =
+        Module::ALL.iter().map(|m| (m.as_str().to_string(), json!(m.version()))).collect();
     let profiles: Vec<Value> = compat::PROFILES.iter().map(|p| json!({"name": p.name, "version": p.version})).collect();
     json!({
         "abi": ABI_VERSION,
@@ -113,7 +101,7 @@ pub fn capabilities() -> Value {
         "compat_profiles": profiles,
         "sse_protocol": streaming::SSE_PROTOCOL_VERSION,
         "protocols": Protocol::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-        "ops": OPS.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+        "ops": OPS,
         "features": ["streams", "panic_message"],
     })
 }
@@ -264,8 +252,8 @@ mod tests {
     #[test]
     fn capabilities_list_every_module() {
         let caps = capabilities();
-        for (m, v) in MODULES {
-            assert_eq!(caps["modules"][m], *v);
+        for m in Module::ALL {
+            assert_eq!(caps["modules"][m.as_str()], m.version());
         }
         assert_eq!(caps["abi"], 1);
     }

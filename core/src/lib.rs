@@ -9,11 +9,14 @@
 //!   come from the [`Context`] the host passes in, so identical inputs give
 //!   byte-identical outputs in every runtime;
 //! - bad input is a [`CoreError`] naming the JSON path, never a panic;
-//! - builds for `wasm32-unknown-unknown`.
+//! - builds for `wasm32-unknown-unknown`; no `unsafe`.
 //!
 //! Five modules are migrated and promoted one by one, each with a version:
 //! [`routing`], [`tools`], [`compat`], [`streaming`], [`tokenizer`]. Both
-//! runtimes reach them through one entry point, [`dispatch::dispatch`].
+//! runtimes reach them through one entry point, [`dispatch::dispatch`]; the
+//! catalog is [`Module`].
+
+#![forbid(unsafe_code)]
 
 pub mod canonical;
 pub mod compat;
@@ -21,6 +24,7 @@ pub mod context;
 pub mod dispatch;
 pub mod error;
 pub mod json;
+pub mod module;
 pub mod protocol;
 pub mod routing;
 pub mod streaming;
@@ -30,4 +34,5 @@ pub mod tools;
 pub use context::Context;
 pub use dispatch::dispatch;
 pub use error::{CoreError, ErrorKind};
+pub use module::Module;
 pub use protocol::Protocol;

@@ -1,14 +1,18 @@
 //! The client/upstream protocols the core speaks.
 
 use crate::error::{CoreError, Result};
+use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::str::FromStr;
 
 /// An LLM API wire protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Protocol {
     /// OpenAI Chat Completions (`POST /v1/chat/completions`).
+    #[serde(rename = "openai-chat")]
     OpenAiChat,
     /// Anthropic Messages (`POST /v1/messages`).
+    #[serde(rename = "anthropic-messages")]
     AnthropicMessages,
 }
 
@@ -17,28 +21,39 @@ impl Protocol {
     pub const ALL: [Protocol; 2] = [Protocol::OpenAiChat, Protocol::AnthropicMessages];
 
     /// The name used everywhere (CLI, config, records).
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Protocol::OpenAiChat => "openai-chat",
             Protocol::AnthropicMessages => "anthropic-messages",
         }
     }
 
+    /// The endpoint path a client of this protocol calls.
+    pub const fn endpoint(self) -> &'static str {
+        match self {
+            Protocol::OpenAiChat => "/v1/chat/completions",
+            Protocol::AnthropicMessages => "/v1/messages",
+        }
+    }
+
     /// Parses a protocol name; `path` names where it came from for the error.
     pub fn parse(s: &str, path: &str) -> Result<Protocol> {
-        match s {
-            "openai-chat" => Ok(Protocol::OpenAiChat),
-            "anthropic-messages" => Ok(Protocol::AnthropicMessages),
-            other => Err(CoreError::invalid(
-                path,
-                format!("unknown protocol {other:?} (expected \"openai-chat\" or \"anthropic-messages\")"),
-            )),
-        }
+        Protocol::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+            let known: Vec<String> = Protocol::ALL.iter().map(|p| format!("{:?}", p.as_str())).collect();
+            CoreError::invalid(path, format!("unknown protocol {s:?} (expected {})", known.join(" or ")))
+        })
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Protocol> {
+        Protocol::parse(s, "")
     }
 }
 
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }

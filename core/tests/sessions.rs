@@ -1,5 +1,8 @@
 //! Stream session behaviour that golden files do not show on their own.
 
+// Tests read their fixtures from disk; the I/O ban is for the core itself.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use common::*;

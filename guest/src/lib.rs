@@ -16,13 +16,10 @@
 //! - `sg_panic_message() -> u64`: after a trap, the message of the panic
 //!   that caused it (empty if none); the buffer is static, not to be freed.
 
-use shadowgate_core::dispatch::{self, CORE_VERSION};
+use shadowgate_core::dispatch::{self, ABI_VERSION, CORE_VERSION};
 use shadowgate_core::streaming::StreamSession;
 use shadowgate_core::{CoreError, ErrorKind};
 use std::cell::RefCell;
-
-/// The ABI version this guest implements.
-const ABI_VERSION: u32 = 1;
 
 thread_local! {
     static SESSIONS: RefCell<Vec<Option<StreamSession>>> = const { RefCell::new(Vec::new()) };
@@ -43,6 +40,8 @@ unsafe fn take_input(ptr: u32, len: u32) -> Vec<u8> {
     if len == 0 {
         return Vec::new();
     }
+    // SAFETY: the caller passes a buffer `sg_alloc(len)` made: a Vec of
+    // capacity `len` leaked at `ptr`, which the host filled with `len` bytes.
     unsafe { Vec::from_raw_parts(ptr as usize as *mut u8, len as usize, len as usize) }
 }
 
@@ -73,6 +72,7 @@ pub extern "C" fn sg_alloc(len: u32) -> u32 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sg_free(ptr: u32, len: u32) {
     if len != 0 {
+        // SAFETY: per the contract above, `ptr` is a leaked Vec or boxed slice of exactly `len` bytes.
         drop(unsafe { Vec::from_raw_parts(ptr as usize as *mut u8, len as usize, len as usize) });
     }
 }
@@ -82,6 +82,7 @@ pub unsafe extern "C" fn sg_free(ptr: u32, len: u32) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sg_call(op: u32, ptr: u32, len: u32) -> u64 {
     panic_hook::install();
+    // SAFETY: the caller upholds `take_input`'s contract (see above).
     let input = unsafe { take_input(ptr, len) };
     pack(match dispatch::op_name(op) {
         Some(name) => dispatch::dispatch(name, &input),
@@ -94,6 +95,7 @@ pub unsafe extern "C" fn sg_call(op: u32, ptr: u32, len: u32) -> u64 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sg_stream_open(ptr: u32, len: u32) -> u64 {
     panic_hook::install();
+    // SAFETY: the caller upholds `take_input`'s contract (see above).
     let input = unsafe { take_input(ptr, len) };
     pack(match dispatch::stream_open(&input) {
         Ok(session) => SESSIONS.with_borrow_mut(|s| {
@@ -117,6 +119,7 @@ pub unsafe extern "C" fn sg_stream_open(ptr: u32, len: u32) -> u64 {
 /// `ptr`/`len` must come from `sg_alloc(len)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sg_stream_feed(handle: u32, ptr: u32, len: u32) -> u64 {
+    // SAFETY: the caller upholds `take_input`'s contract (see above).
     let input = unsafe { take_input(ptr, len) };
     pack(SESSIONS.with_borrow_mut(|s| match s.get_mut(handle as usize).and_then(Option::as_mut) {
         Some(session) => dispatch::stream_feed(session, &input),

@@ -12,14 +12,16 @@ pub mod json;
 pub mod path;
 pub mod ruleset;
 pub mod sse;
+pub mod summary;
 
 pub use json::{DiffEntry, DiffKind};
 pub use ruleset::{Ruleset, RulesetError, Scope};
+pub use summary::{Divergence, EventChange, Events, FirstDivergence, Summary};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
-use shadowgate_core::Protocol;
+use shadowgate_core::{Module, Protocol};
 use std::collections::BTreeSet;
 
 /// Inputs larger than this are compared by digest only.
@@ -99,7 +101,7 @@ impl DiffClass {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DiffResult {
     /// Module compared.
-    pub module: String,
+    pub module: Module,
     /// How it came out.
     pub outcome: Outcome,
     /// Class, for anything but a match.
@@ -111,7 +113,7 @@ pub struct DiffResult {
     /// Distinct differing paths (capped).
     pub paths: Vec<String>,
     /// Details: entries for JSON, event counts and first divergence for SSE.
-    pub summary: Value,
+    pub summary: Summary,
     /// Ruleset version applied.
     pub ruleset_version: String,
     /// Compared by digest because an input was over the size cap.
@@ -120,15 +122,15 @@ pub struct DiffResult {
 
 impl DiffResult {
     /// A result for a comparison that could not happen (a runtime failed).
-    pub fn failed(module: &str, outcome: Outcome, message: &str, ruleset_version: &str) -> DiffResult {
+    pub fn failed(module: Module, outcome: Outcome, message: &str, ruleset_version: &str) -> DiffResult {
         DiffResult {
-            module: module.into(),
+            module,
             outcome,
             class: None,
             rule: None,
             diff_count: 0,
             paths: Vec::new(),
-            summary: json!({"error": message}),
+            summary: Summary::Failed { error: message.into() },
             ruleset_version: ruleset_version.into(),
             truncated: false,
         }
@@ -175,13 +177,13 @@ impl Differ {
 
     fn result(&self, scope: &Scope, outcome: Outcome) -> DiffResult {
         DiffResult {
-            module: scope.module.clone(),
+            module: scope.module,
             outcome,
             class: None,
             rule: None,
             diff_count: 0,
             paths: Vec::new(),
-            summary: Value::Null,
+            summary: Summary::None,
             ruleset_version: self.rules.version(),
             truncated: false,
         }
@@ -197,8 +199,12 @@ impl Differ {
         let (l, r) = (digest(left), digest(right));
         let mut res = self.result(scope, if l == r { Outcome::Match } else { Outcome::Mismatch });
         res.truncated = true;
-        res.summary =
-            json!({"left_sha256": l, "right_sha256": r, "left_bytes": left.len(), "right_bytes": right.len()});
+        res.summary = Summary::Digests {
+            left_sha256: l.clone(),
+            right_sha256: r.clone(),
+            left_bytes: left.len(),
+            right_bytes: right.len(),
+        };
         if l != r {
             res.class = Some(DiffClass::DataQuality);
             res.rule = Some("size_cap".into());
@@ -215,7 +221,7 @@ impl Differ {
         res.rule = Some("parse".into());
         res.diff_count = 1;
         res.paths = vec!["/__parse_error".into()];
-        res.summary = json!({"left_error": left_error, "right_error": right_error});
+        res.summary = Summary::Unparsable { left_error, right_error };
         res
     }
 
@@ -254,7 +260,7 @@ impl Differ {
             res.rule = Some(d.explained.into_iter().collect::<Vec<_>>().join(","));
             res.diff_count = d.explained_count;
             res.paths = d.explained_paths;
-            res.summary = json!({"ignored": res.diff_count});
+            res.summary = Summary::Ignored { ignored: res.diff_count };
             return res;
         }
         let mut res = self.result(scope, Outcome::Mismatch);
@@ -263,7 +269,7 @@ impl Differ {
         res.class = Some(class);
         res.rule = Some(rule);
         res.diff_count = d.remaining.total;
-        res.summary = json!({"entries": d.remaining.entries, "ignored": d.explained_count});
+        res.summary = Summary::Entries { entries: d.remaining.entries, ignored: d.explained_count };
         res
     }
 
@@ -273,7 +279,13 @@ impl Differ {
             let mut res = self.result(scope, Outcome::Match);
             if let Ok(s) = sse::canonical_events(protocol, left, self.rules.file.sse_protocol.merge_adjacent_deltas) {
                 let d = tokenizer_digest(&s.text);
-                res.summary = json!({"left_events": s.events.len(), "right_events": s.events.len(), "left_token_digest": d, "right_token_digest": d});
+                res.summary = Summary::Events(Events {
+                    left_events: s.events.len(),
+                    right_events: s.events.len(),
+                    left_token_digest: d.clone(),
+                    right_token_digest: d,
+                    divergence: None,
+                });
             }
             return res;
         }
@@ -284,22 +296,25 @@ impl Differ {
         let (a, b) = match (sse::canonical_events(protocol, left, merge), sse::canonical_events(protocol, right, merge))
         {
             (Ok(a), Ok(b)) => (a, b),
-            (l, r) => return self.unparsable(scope, l.err(), r.err()),
+            (l, r) => return self.unparsable(scope, l.err().map(|e| e.0), r.err().map(|e| e.0)),
         };
         self.compare_events(scope, &a, &b)
     }
 
     fn compare_events(&self, scope: &Scope, a: &sse::CanonStream, b: &sse::CanonStream) -> DiffResult {
         let key = |e: &sse::CanonEvent, payload: &Value| format!("{}\u{0}{}", e.event_type, payload);
-        let base = json!({
-            "left_events": a.events.len(), "right_events": b.events.len(),
-            "left_token_digest": tokenizer_digest(&a.text), "right_token_digest": tokenizer_digest(&b.text),
-        });
+        let base = Events {
+            left_events: a.events.len(),
+            right_events: b.events.len(),
+            left_token_digest: tokenizer_digest(&a.text),
+            right_token_digest: tokenizer_digest(&b.text),
+            divergence: None,
+        };
         let raw_a: Vec<String> = a.events.iter().map(|e| key(e, &e.normalized_payload)).collect();
         let raw_b: Vec<String> = b.events.iter().map(|e| key(e, &e.normalized_payload)).collect();
         if raw_a == raw_b {
             let mut res = self.result(scope, Outcome::Match);
-            res.summary = base;
+            res.summary = Summary::Events(base);
             return res;
         }
         // Canonical payloads, computed once: for alignment and for the mismatched pairs.
@@ -328,12 +343,12 @@ impl Differ {
             res.diff_count = count;
             paths.dedup();
             res.paths = paths;
-            res.summary = base;
+            res.summary = Summary::Events(base);
             return res;
         }
         let ops = similar::capture_diff_slices(similar::Algorithm::Myers, &ca, &cb);
         let (mut added, mut removed, mut mismatched) = (0, 0, 0);
-        let mut first: Option<Value> = None;
+        let mut first: Option<FirstDivergence> = None;
         let mut paths = Vec::new();
         for op in &ops {
             match *op {
@@ -342,13 +357,19 @@ impl Differ {
                     removed += old_len;
                     let e = &a.events[old_index];
                     paths.push(format!("/events/{}", e.event_type));
-                    first.get_or_insert_with(|| json!({"index": old_index, "event_type": e.event_type, "kind": "removed", "left": e.normalized_payload}));
+                    first.get_or_insert_with(|| FirstDivergence {
+                        left: Some(e.normalized_payload.clone()),
+                        ..FirstDivergence::new(old_index, &e.event_type, EventChange::Removed)
+                    });
                 }
                 similar::DiffOp::Insert { old_index, new_index, new_len } => {
                     added += new_len;
                     let e = &b.events[new_index];
                     paths.push(format!("/events/{}", e.event_type));
-                    first.get_or_insert_with(|| json!({"index": old_index, "event_type": e.event_type, "kind": "added", "right": e.normalized_payload}));
+                    first.get_or_insert_with(|| FirstDivergence {
+                        right: Some(e.normalized_payload.clone()),
+                        ..FirstDivergence::new(old_index, &e.event_type, EventChange::Added)
+                    });
                 }
                 similar::DiffOp::Replace { old_index, old_len, new_index, new_len } => {
                     let pairs = old_len.min(new_len);
@@ -364,13 +385,14 @@ impl Differ {
                         }
                         first.get_or_insert_with(|| {
                             let entry = d.entries.first();
-                            json!({
-                                "index": old_index + i, "event_type": x.event_type, "kind": "mismatched",
-                                "right_event_type": y.event_type,
-                                "path": entry.map(|e| e.path.clone()),
-                                "left": entry.and_then(|e| e.left.clone()), "right": entry.and_then(|e| e.right.clone()),
-                                "text_diff": entry.and_then(|e| e.text_diff.clone()),
-                            })
+                            FirstDivergence {
+                                right_event_type: Some(y.event_type.clone()),
+                                path: entry.map(|e| e.path.clone()),
+                                left: entry.and_then(|e| e.left.clone()),
+                                right: entry.and_then(|e| e.right.clone()),
+                                text_diff: entry.and_then(|e| e.text_diff.clone()),
+                                ..FirstDivergence::new(old_index + i, &x.event_type, EventChange::Mismatched)
+                            }
                         });
                     }
                 }
@@ -384,12 +406,10 @@ impl Differ {
         res.rule = Some(rule);
         res.diff_count = added + removed + mismatched;
         res.paths = paths;
-        let mut summary = base;
-        summary["added"] = json!(added);
-        summary["removed"] = json!(removed);
-        summary["mismatched"] = json!(mismatched);
-        summary["first_divergence"] = first.unwrap_or(Value::Null);
-        res.summary = summary;
+        res.summary = Summary::Events(Events {
+            divergence: Some(Divergence { added, removed, mismatched, first_divergence: first.map(Box::new) }),
+            ..base
+        });
         res
     }
 }

@@ -15,11 +15,16 @@ enum Segment {
     Any,
 }
 
+/// A pattern that is not a JSON pointer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("JSON pointer pattern {0:?} must start with '/'")]
+pub struct PatternError(pub String);
+
 impl PathPattern {
     /// Parses a pattern; it must be empty (the root) or start with `/`.
-    pub fn parse(raw: &str) -> Result<PathPattern, String> {
+    pub fn parse(raw: &str) -> Result<PathPattern, PatternError> {
         if !raw.is_empty() && !raw.starts_with('/') {
-            return Err(format!("JSON pointer pattern {raw:?} must start with '/'"));
+            return Err(PatternError(raw.into()));
         }
         let segments = split(raw)
             .map(|s| match s {

@@ -180,7 +180,8 @@ impl Ruleset {
             key: key.into(),
             message,
         };
-        let pattern = |s: &Spanned<String>, key: &str| PathPattern::parse(s.get_ref()).map_err(|m| err(s, key, m));
+        let pattern =
+            |s: &Spanned<String>, key: &str| PathPattern::parse(s.get_ref()).map_err(|m| err(s, key, m.to_string()));
         let mut whitelist = Vec::new();
         for r in &file.field_whitelist {
             whitelist.push((r.clone(), pattern(&r.path, "field_whitelist.path")?));
@@ -253,8 +254,8 @@ impl Ruleset {
         self.whitelist
             .iter()
             .find(|(r, p)| {
-                fits(&r.module, &scope.module)
-                    && fits(&r.protocol, &scope.protocol)
+                fits(&r.module, scope.module.as_str())
+                    && fits(&r.protocol, scope.protocol.as_str())
                     && fits(&r.kind, &scope.kind)
                     && p.matches_segments(segs)
             })
@@ -274,9 +275,9 @@ impl Ruleset {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Scope {
     /// Module under comparison.
-    pub module: String,
+    pub module: shadowgate_core::Module,
     /// Protocol of the compared outputs.
-    pub protocol: String,
+    pub protocol: shadowgate_core::Protocol,
     /// `request`, `response` or `stream`.
     pub kind: String,
 }

@@ -43,11 +43,16 @@ enum Item {
     Atom(Atom),
 }
 
+/// Client SSE that does not parse as events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SseError(pub String);
+
 /// Parses `text` (the client SSE of `protocol`) into canonical events.
-pub fn canonical_events(protocol: Protocol, text: &[u8], merge: bool) -> Result<CanonStream, String> {
+pub fn canonical_events(protocol: Protocol, text: &[u8], merge: bool) -> Result<CanonStream, SseError> {
     let mut parser = SseParser::new(usize::MAX);
     let mut raw = Vec::new();
-    parser.feed(text, &mut raw).and_then(|_| parser.finish(&mut raw)).map_err(|e| e.message)?;
+    parser.feed(text, &mut raw).and_then(|_| parser.finish(&mut raw)).map_err(|e| SseError(e.message))?;
     let mut items = Vec::new();
     for (i, ev) in raw.iter().enumerate() {
         if ev.data.trim() == "[DONE]" {
@@ -63,7 +68,7 @@ pub fn canonical_events(protocol: Protocol, text: &[u8], merge: bool) -> Result<
             items.extend(atoms.into_iter().map(Item::Atom));
             continue;
         }
-        let v: Value = serde_json::from_str(&ev.data).map_err(|e| format!("event {i} is not JSON: {e}"))?;
+        let v: Value = serde_json::from_str(&ev.data).map_err(|e| SseError(format!("event {i} is not JSON: {e}")))?;
         match protocol {
             Protocol::AnthropicMessages => anthropic_items(v, &mut items),
             Protocol::OpenAiChat => openai_items(v, &mut items),

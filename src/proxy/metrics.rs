@@ -1,6 +1,5 @@
 //! Prometheus metrics (`shadowgate_` prefix), served at `/metrics`.
 
-use crate::runtime::WasmStats;
 use crate::sink::SinkStats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use shadowgate_runtime::WasmStats;
 use std::sync::atomic::AtomicU64;
 
 /// Labels of a served request.

@@ -1,27 +1,90 @@
 //! The HTTP proxy: config, run modes, upstream calls, the primary path, the
 //! shadow executor and metrics.
+//!
+//! - [`app`] — the state and the router (`app(state)`), health, readiness, metrics, models.
+//! - [`tenant`] — who a request belongs to, from its credentials.
+//! - [`pipeline`] — one request: parse, route, convert, call the upstream, answer.
+//! - [`primary`] — the primary module calls, with the explicit native fallback.
+//! - [`stream`] — the stream pump between the upstream and the client.
+//! - [`admin`] — the admin API.
+//! - [`error`] — [`error::ApiError`], rendered in the client's protocol.
 
+pub mod admin;
+pub mod app;
 pub mod config;
+pub mod error;
 pub mod metrics;
 pub mod mode;
-pub mod record;
-pub mod server;
+pub mod pipeline;
+pub mod primary;
+pub mod recorder;
 pub mod shadow;
 pub mod stages;
+pub mod stream;
+pub mod tenant;
 pub mod upstream;
 
-use crate::diff::{Differ, Ruleset};
-use crate::runtime::{WasmConfig, WasmRuntime};
-use crate::sink::redact::Redactor;
-use crate::sink::{Sink, SinkRecord, SinkSender, SinkStats, Versions};
+use crate::diff::{Differ, Ruleset, RulesetError};
+use crate::record::Versions;
+use crate::sink::redact::{KeyError, Redactor};
+use crate::sink::{Sink, SinkRecord, SinkSender, SinkStats};
+use app::AppState;
+use shadowgate_runtime::{LoadError, WasmConfig, WasmRuntime};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The guest did not load.
+    #[error(transparent)]
+    Guest(#[from] LoadError),
+    /// The ruleset did not load.
+    #[error(transparent)]
+    Ruleset(#[from] RulesetError),
+    /// No redaction key.
+    #[error(transparent)]
+    Redaction(#[from] KeyError),
+    /// A config value cannot be used (the key names it).
+    #[error("{key}: {message}")]
+    Config {
+        /// The config key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The listen address cannot be bound.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The sink's folder cannot be used.
+    #[error("sink.data_dir {dir}: {source}")]
+    Sink {
+        /// The folder.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServeError {
+    /// A config error at `key`.
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> ServeError {
+        ServeError::Config { key: key.into(), message: message.into() }
+    }
+}
+
 /// Loads the guest named by the config (or the embedded one) with its sandbox limits.
-pub fn load_guest(config: &config::Config) -> anyhow::Result<Arc<WasmRuntime>> {
+pub fn load_guest(config: &config::Config) -> Result<Arc<WasmRuntime>, ServeError> {
     let wasm_cfg = WasmConfig {
         memory_limit_bytes: config.shadow.memory_limit_mb << 20,
         deadline: Duration::from_millis(config.shadow.deadline_ms),
@@ -55,10 +118,10 @@ impl Recording {
 }
 
 /// Builds the app state; every diff record and sampled case goes to `rec`.
-pub fn build(config: config::Config, wasm: Arc<WasmRuntime>, rec: Recording) -> anyhow::Result<Arc<server::AppState>> {
+pub fn build(config: config::Config, wasm: Arc<WasmRuntime>, rec: Recording) -> Result<Arc<AppState>, ServeError> {
     let differ = Arc::new(Differ::new(Ruleset::load(None)?));
     let metrics = Arc::new(metrics::Metrics::new(&rec.stats));
-    Ok(Arc::new(server::AppState::new(config, wasm, differ, rec, metrics)?))
+    Ok(Arc::new(AppState::new(config, wasm, differ, rec, metrics)?))
 }
 
 /// Starts the Parquet writer for `config` with `redactor`; the recording to build the proxy with.
@@ -66,28 +129,32 @@ pub fn start_sink(
     config: &config::Config,
     wasm: &WasmRuntime,
     redactor: Arc<Redactor>,
-) -> anyhow::Result<(Recording, Sink)> {
+) -> Result<(Recording, Sink), ServeError> {
     let opts = config.sink.options();
     let versions = Versions::current(wasm.module_sha256(), &opts.instance);
     let new_version = crate::sink::versions_changed(&opts.data_dir, &versions);
     let stats = SinkStats::default();
-    let data_dir = opts.data_dir.clone();
+    let dir = opts.data_dir.display().to_string();
     let (sender, sink) = Sink::start(opts, versions, redactor.clone(), stats.clone())
-        .map_err(|e| anyhow::anyhow!("sink.data_dir {}: {e}", data_dir.display()))?;
+        .map_err(|source| ServeError::Sink { dir, source })?;
     Ok((Recording { sink: sender, stats, redactor, new_version }, sink))
 }
 
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })
+}
+
 /// Serves `state` on `addr` in a background task; returns the bound address.
-pub async fn spawn(state: Arc<server::AppState>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+pub async fn spawn(state: Arc<AppState>, addr: SocketAddr) -> Result<SocketAddr, ServeError> {
+    let listener = bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(watch_state_file(Arc::downgrade(&state)));
-    tokio::spawn(async move { axum::serve(listener, server::app(state)).await });
+    tokio::spawn(async move { axum::serve(listener, app::app(state)).await });
     Ok(bound)
 }
 
 /// Reloads module stages when the state file changes (`gate --apply`), until the state is gone.
-async fn watch_state_file(state: std::sync::Weak<server::AppState>) {
+async fn watch_state_file(state: std::sync::Weak<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
@@ -96,69 +163,32 @@ async fn watch_state_file(state: std::sync::Weak<server::AppState>) {
     }
 }
 
-/// Serves the mock upstream with `cases` on `addr` in a background task; returns the bound address.
-pub async fn spawn_mock(cases: Vec<crate::case::Case>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, crate::mock::app(Arc::new(crate::mock::Mock::new(cases)))).await });
-    Ok(bound)
-}
-
 /// Starts the proxy from a config and serves until SIGTERM or SIGINT; then
 /// stops accepting, finishes in-flight requests and drains the shadow queue.
-pub async fn serve(config: config::Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+pub async fn serve(config: config::Config, listen: Option<SocketAddr>) -> Result<(), ServeError> {
     let redactor = Arc::new(Redactor::from_env(&config.sink.pii_paths)?);
     let wasm = load_guest(&config)?;
     let addr: SocketAddr = match listen {
         Some(a) => a,
-        None => config.listen.parse()?,
+        None => config.listen.parse().map_err(|e| ServeError::config("listen", format!("{e}")))?,
     };
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = bind(addr).await?;
     let (rec, sink) = start_sink(&config, &wasm, redactor)?;
     let data_dir = config.sink.data_dir.clone();
     let state = build(config, wasm, rec)?;
     tracing::info!(addr = %listener.local_addr()?, guest = %state.wasm.module_sha256(), data_dir = %data_dir.display(), "shadowgate serving");
     tokio::spawn(watch_state_file(Arc::downgrade(&state)));
-    axum::serve(listener, server::app(state.clone())).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app::app(state.clone())).with_graceful_shutdown(crate::signal::shutdown()).await?;
     shut_down(state, sink).await;
     Ok(())
 }
 
 /// Finishes in-flight streams, drains the shadow queue, then closes every Parquet file.
-pub async fn shut_down(state: Arc<server::AppState>, sink: Sink) {
+pub async fn shut_down(state: Arc<AppState>, sink: Sink) {
     tracing::info!("shutting down: finishing streams, draining the shadow queue and the sink");
     state.streams_done(Duration::from_secs(30)).await;
     tokio::task::block_in_place(|| state.shadow.drain());
     drop(state);
     let summary = tokio::task::block_in_place(|| sink.finish());
     tracing::info!(rows = ?summary.rows, files = ?summary.files, errors = summary.errors, "sink closed");
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-/// Serves the mock upstream until SIGTERM or SIGINT.
-pub async fn serve_mock(listen: SocketAddr, cases: Option<PathBuf>) -> anyhow::Result<()> {
-    let cases = match cases {
-        Some(dir) => crate::case::load(&dir)?,
-        None => Vec::new(),
-    };
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, cases = cases.len(), "mock upstream serving");
-    let app = crate::mock::app(Arc::new(crate::mock::Mock::new(cases)));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
-    Ok(())
 }

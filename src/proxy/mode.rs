@@ -2,9 +2,10 @@
 //! request header — each level overrides the one before unless that one is
 //! locked. A module's promotion stage decides when no level sets a mode.
 
-use crate::runtime::RuntimeKind;
+use crate::stage::Stage;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use shadowgate_runtime::RuntimeKind;
 use std::fmt;
 use std::str::FromStr;
 
@@ -22,28 +23,40 @@ pub enum Mode {
     Split(u8),
 }
 
+impl Mode {
+    /// The mode a module's stage implies.
+    pub fn of_stage(stage: Stage, canary_percent: u8) -> Mode {
+        match stage {
+            Stage::Shadow => Mode::Shadow,
+            Stage::Canary => Mode::Split(canary_percent),
+            Stage::Default | Stage::Deprecated | Stage::Removed => Mode::WasmPrimary,
+        }
+    }
+}
+
+/// A mode name that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid mode {0:?} (expected native_primary, shadow, wasm_primary or split:P with P in 0..=100)")]
+pub struct InvalidMode(pub String);
+
 impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Mode, String> {
+    type Err = InvalidMode;
+    fn from_str(s: &str) -> Result<Mode, InvalidMode> {
         Ok(match s {
             "native_primary" => Mode::NativePrimary,
             "shadow" => Mode::Shadow,
             "wasm_primary" => Mode::WasmPrimary,
             _ => match s.strip_prefix("split:").map(str::parse::<u8>) {
                 Some(Ok(p)) if p <= 100 => Mode::Split(p),
-                _ => {
-                    return Err(format!(
-                        "invalid mode {s:?} (expected native_primary, shadow, wasm_primary or split:P with P in 0..=100)"
-                    ));
-                }
+                _ => return Err(InvalidMode(s.into())),
             },
         })
     }
 }
 
 impl TryFrom<String> for Mode {
-    type Error = String;
-    fn try_from(s: String) -> Result<Mode, String> {
+    type Error = InvalidMode;
+    fn try_from(s: String) -> Result<Mode, InvalidMode> {
         s.parse()
     }
 }
@@ -62,48 +75,6 @@ impl fmt::Display for Mode {
             Mode::WasmPrimary => f.write_str("wasm_primary"),
             Mode::Split(p) => write!(f, "split:{p}"),
         }
-    }
-}
-
-/// Promotion stages of a module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Native serves, wasm shadows.
-    Shadow,
-    /// A share of traffic is wasm-primary.
-    Canary,
-    /// Wasm serves, native shadows.
-    Default,
-    /// Wasm serves; the native path is kept only as the fallback and shadow.
-    Deprecated,
-    /// Wasm serves; native only as the explicit fallback.
-    Removed,
-}
-
-impl Stage {
-    /// All stages in promotion order.
-    pub const ORDER: [Stage; 5] = [Stage::Shadow, Stage::Canary, Stage::Default, Stage::Deprecated, Stage::Removed];
-
-    /// The mode a stage implies.
-    pub fn mode(self, canary_percent: u8) -> Mode {
-        match self {
-            Stage::Shadow => Mode::Shadow,
-            Stage::Canary => Mode::Split(canary_percent),
-            Stage::Default | Stage::Deprecated | Stage::Removed => Mode::WasmPrimary,
-        }
-    }
-
-    /// One stage forward, or the same at the end.
-    pub fn promote(self) -> Stage {
-        let i = Stage::ORDER.iter().position(|s| *s == self).unwrap_or(0);
-        Stage::ORDER[(i + 1).min(Stage::ORDER.len() - 1)]
-    }
-
-    /// One stage back, or the same at the start.
-    pub fn rollback(self) -> Stage {
-        let i = Stage::ORDER.iter().position(|s| *s == self).unwrap_or(0);
-        Stage::ORDER[i.saturating_sub(1)]
     }
 }
 
@@ -272,9 +243,6 @@ mod tests {
     fn modes_parse_and_stages_step() {
         assert_eq!("split:25".parse::<Mode>(), Ok(Mode::Split(25)));
         assert!("split:101".parse::<Mode>().is_err() && "fast".parse::<Mode>().is_err());
-        assert_eq!(Stage::Shadow.promote(), Stage::Canary);
-        assert_eq!(Stage::Shadow.rollback(), Stage::Shadow);
-        assert_eq!(Stage::Removed.promote(), Stage::Removed);
-        assert_eq!(Stage::Canary.mode(10), Mode::Split(10));
+        assert_eq!(Mode::of_stage(Stage::Canary, 10), Mode::Split(10));
     }
 }

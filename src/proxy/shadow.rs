@@ -4,76 +4,20 @@
 //! blocks. Results go to the record channel, also bounded.
 
 use super::metrics::{KindLabels, Metrics, ModuleRuntimeLabels, OutcomeLabels};
-use super::record::{Exchange, Recorder};
+use super::recorder::{Exchange, Recorder};
 use super::stages::ModuleStages;
 use crate::diff::{DiffResult, Differ, Outcome};
 use crate::plan::{self, ModuleCall};
-use crate::runtime::{Runtime, RuntimeError, RuntimeKind};
+use crate::record::{DiffRecord, Dims};
 use crate::sink::{SinkRecord, SinkSender};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use shadowgate_core::Module;
+use shadowgate_runtime::{Runtime, RuntimeError, RuntimeKind, Runtimes};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
-
-/// What a record says about the request it belongs to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Dims {
-    /// Request id.
-    pub request_id: String,
-    /// When the request arrived (UTC, µs since the epoch).
-    pub timestamp_us: i64,
-    /// Tenant.
-    pub tenant: String,
-    /// Route id.
-    pub route: String,
-    /// Endpoint path.
-    pub endpoint: String,
-    /// Client protocol.
-    pub client_protocol: String,
-    /// Upstream protocol.
-    pub upstream_protocol: String,
-    /// Requested model.
-    pub model: String,
-    /// Streaming request.
-    pub stream: bool,
-    /// Resolved mode.
-    pub mode: String,
-    /// Compat profile version of the upstream (`openai/1`, …).
-    pub compat_profile: String,
-}
-
-impl Dims {
-    /// The endpoint path of a client protocol.
-    pub fn endpoint(client: shadowgate_core::Protocol) -> &'static str {
-        match client {
-            shadowgate_core::Protocol::OpenAiChat => "/v1/chat/completions",
-            shadowgate_core::Protocol::AnthropicMessages => "/v1/messages",
-        }
-    }
-
-    /// The version (`openai/1`, …) of the compat profile `profile` (default: the upstream's).
-    pub fn profile_version(profile: Option<&str>, upstream: shadowgate_core::Protocol) -> String {
-        shadowgate_core::compat::profile(profile, upstream).map(|p| p.version).unwrap_or("").into()
-    }
-}
-
-/// One module comparison, ready for the sink.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DiffRecord {
-    /// The request.
-    pub dims: Arc<Dims>,
-    /// The comparison.
-    pub result: DiffResult,
-    /// Runtime that served.
-    pub runtime_main: RuntimeKind,
-    /// Runtime that shadowed.
-    pub runtime_shadow: RuntimeKind,
-    /// Primary latency of the call (µs).
-    pub latency_main_us: u64,
-    /// Shadow latency of the call (µs).
-    pub latency_shadow_us: u64,
-}
 
 /// One call to shadow.
 #[derive(Debug, Clone)]
@@ -101,25 +45,6 @@ pub struct ShadowJob {
     pub exchange: Option<Box<Exchange>>,
 }
 
-/// The two runtimes.
-#[derive(Clone)]
-pub struct Runtimes {
-    /// The native core.
-    pub native: Arc<dyn Runtime>,
-    /// The wasm guest.
-    pub wasm: Arc<dyn Runtime>,
-}
-
-impl Runtimes {
-    /// The runtime of `kind`.
-    pub fn get(&self, kind: RuntimeKind) -> &dyn Runtime {
-        match kind {
-            RuntimeKind::Native => self.native.as_ref(),
-            RuntimeKind::Wasm => self.wasm.as_ref(),
-        }
-    }
-}
-
 /// The executor.
 pub struct Shadow {
     tx: Mutex<Option<SyncSender<ShadowJob>>>,
@@ -136,7 +61,7 @@ fn timed(rt: &dyn Runtime, call: &ModuleCall) -> (Result<Vec<u8>, RuntimeError>,
 
 /// Runs one shadow call and compares: the record for it.
 pub fn run_call(rts: &Runtimes, differ: &Differ, dims: &Arc<Dims>, c: &ShadowCall, metrics: &Metrics) -> DiffRecord {
-    let module = c.call.module;
+    let module = c.call.module();
     let (primary, primary_us) = match &c.primary_output {
         Some(out) => (Ok(out.clone()), c.primary_us),
         None => timed(rts.get(c.primary), &c.call),
@@ -149,7 +74,7 @@ pub fn run_call(rts: &Runtimes, differ: &Differ, dims: &Arc<Dims>, c: &ShadowCal
     }) {
         metrics
             .module_seconds
-            .get_or_create(&ModuleRuntimeLabels { module: module.into(), runtime: kind.as_str().into() })
+            .get_or_create(&ModuleRuntimeLabels { module: module.as_str().into(), runtime: kind.as_str().into() })
             .observe(us as f64 / 1e6);
     }
     let version = differ.ruleset().version();
@@ -177,7 +102,10 @@ pub fn run_call(rts: &Runtimes, differ: &Differ, dims: &Arc<Dims>, c: &ShadowCal
 pub fn emit(records: &SinkSender, metrics: &Metrics, r: DiffRecord) {
     metrics
         .comparisons
-        .get_or_create(&OutcomeLabels { module: r.result.module.clone(), outcome: r.result.outcome.as_str().into() })
+        .get_or_create(&OutcomeLabels {
+            module: r.result.module.as_str().into(),
+            outcome: r.result.outcome.as_str().into(),
+        })
         .inc();
     records.send(SinkRecord::Diff(r));
 }
@@ -185,7 +113,7 @@ pub fn emit(records: &SinkSender, metrics: &Metrics, r: DiffRecord) {
 impl Shadow {
     /// Starts `cfg.workers` threads behind a queue of `cfg.queue_size` jobs.
     pub fn start(
-        cfg: &super::config::ShadowConfig,
+        cfg: &ShadowConfig,
         rts: Runtimes,
         differ: Arc<Differ>,
         records: SinkSender,
@@ -229,7 +157,7 @@ impl Shadow {
                 for c in &job.calls {
                     let record = DiffRecord {
                         dims: job.dims.clone(),
-                        result: DiffResult::failed(c.call.module, Outcome::Dropped, "shadow queue full", ""),
+                        result: DiffResult::failed(c.call.module(), Outcome::Dropped, "shadow queue full", ""),
                         runtime_main: c.primary,
                         runtime_shadow: c.shadow,
                         latency_main_us: c.primary_us,
@@ -291,8 +219,78 @@ fn worker(
         }
         if let Some(ex) = &job.exchange {
             let primary =
-                job.calls.iter().find(|c| c.call.module == "compat").map_or(RuntimeKind::Native, |c| c.primary);
+                job.calls.iter().find(|c| c.call.module() == Module::Compat).map_or(RuntimeKind::Native, |c| c.primary);
             recorder.record(rts, primary, &job.dims, ex, diverged, records);
         }
+    }
+}
+
+fn d_queue() -> usize {
+    1024
+}
+fn d_workers() -> usize {
+    2
+}
+fn d_deadline() -> u64 {
+    250
+}
+fn d_memory() -> usize {
+    64
+}
+fn d_stream_cap() -> usize {
+    8 << 20
+}
+fn d_nice() -> i32 {
+    10
+}
+
+/// Shadow limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// Jobs waiting; more are dropped (counted).
+    #[serde(default = "d_queue")]
+    pub queue_size: usize,
+    /// Worker threads.
+    #[serde(default = "d_workers")]
+    pub workers: usize,
+    /// Deadline per guest call.
+    #[serde(default = "d_deadline")]
+    pub deadline_ms: u64,
+    /// Guest memory cap.
+    #[serde(default = "d_memory")]
+    pub memory_limit_mb: usize,
+    /// Upstream bytes kept per stream for the shadow; longer streams are not shadowed (counted).
+    #[serde(default = "d_stream_cap")]
+    pub max_stream_bytes: usize,
+    /// A candidate guest instead of the embedded one.
+    #[serde(default)]
+    pub guest: Option<PathBuf>,
+    /// Nice value of the worker threads (Linux): shadow work yields the CPU to serving.
+    #[serde(default = "d_nice")]
+    pub nice: i32,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        ShadowConfig {
+            queue_size: d_queue(),
+            workers: d_workers(),
+            deadline_ms: d_deadline(),
+            memory_limit_mb: d_memory(),
+            max_stream_bytes: d_stream_cap(),
+            guest: None,
+            nice: d_nice(),
+        }
+    }
+}
+
+impl ShadowConfig {
+    /// Checks the pool and queue sizes.
+    pub fn validate(&self) -> Result<(), crate::toml_error::Invalid> {
+        if self.workers == 0 || self.queue_size == 0 {
+            return Err(crate::toml_error::Invalid::new("shadow.workers", "workers and queue_size must be at least 1"));
+        }
+        Ok(())
     }
 }

@@ -4,13 +4,15 @@
 //! diff-rate spike (2× its threshold), a shadow-error spike (2×) or a latency
 //! regression. The rolling figures are exported as metrics.
 
-use super::config::{Config, MODULES};
+use super::ServeError;
+use super::config::Config;
 use super::metrics::{Metrics, ModuleLabels};
-use super::mode::Stage;
-use super::shadow::DiffRecord;
 use crate::diff::Outcome;
 use crate::gate::{GateConfig, State, Thresholds};
-use serde::Serialize;
+use crate::record::DiffRecord;
+use crate::stage::Stage;
+use serde::{Deserialize, Serialize};
+use shadowgate_core::Module;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -65,22 +67,22 @@ impl Rolling {
 
 /// Stages, their state file, and the rolling windows.
 pub struct ModuleStages {
-    stages: RwLock<BTreeMap<String, Stage>>,
+    stages: RwLock<BTreeMap<Module, Stage>>,
     state_file: PathBuf,
     state: Mutex<(State, Option<SystemTime>)>,
     gate: GateConfig,
-    rolling: Mutex<BTreeMap<String, Rolling>>,
+    rolling: Mutex<BTreeMap<Module, Rolling>>,
     metrics: Arc<Metrics>,
 }
 
 impl ModuleStages {
     /// Stages from the config, overridden by the state file if it exists.
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<ModuleStages> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<ModuleStages, ServeError> {
         let state_file =
             config.modules.state_file.clone().unwrap_or_else(|| config.sink.data_dir.join("state/modules.json"));
-        let state = State::load(&state_file).map_err(|e| anyhow::anyhow!("modules.state_file: {e}"))?;
-        let mut stages: BTreeMap<String, Stage> = MODULES.iter().map(|m| (m.to_string(), config.stage(m))).collect();
-        stages.extend(state.stages.iter().filter(|(m, _)| MODULES.contains(&m.as_str())).map(|(m, s)| (m.clone(), *s)));
+        let state = State::load(&state_file).map_err(|e| ServeError::config("modules.state_file", e.to_string()))?;
+        let mut stages: BTreeMap<Module, Stage> = Module::ALL.iter().map(|m| (*m, config.modules.stage(*m))).collect();
+        stages.extend(known(&state));
         let mtime = std::fs::metadata(&state_file).and_then(|m| m.modified()).ok();
         let s = ModuleStages {
             stages: RwLock::new(stages),
@@ -95,24 +97,24 @@ impl ModuleStages {
     }
 
     /// The stage of `module`.
-    pub fn get(&self, module: &str) -> Stage {
-        self.stages.read().unwrap_or_else(|e| e.into_inner()).get(module).copied().unwrap_or(Stage::Shadow)
+    pub fn get(&self, module: Module) -> Stage {
+        self.stages.read().unwrap_or_else(|e| e.into_inner()).get(&module).copied().unwrap_or(Stage::Shadow)
     }
 
     /// Every stage.
-    pub fn all(&self) -> BTreeMap<String, Stage> {
+    pub fn all(&self) -> BTreeMap<Module, Stage> {
         self.stages.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The thresholds of `module`.
-    pub fn thresholds(&self, module: &str) -> Thresholds {
+    pub fn thresholds(&self, module: Module) -> Thresholds {
         self.gate.thresholds(module)
     }
 
     fn export_stages(&self) {
         for (m, s) in self.all() {
-            let i = Stage::ORDER.iter().position(|x| *x == s).unwrap_or(0);
-            self.metrics.module_stage.get_or_create(&ModuleLabels { module: m }).set(i as i64);
+            let i = i64::try_from(s.index()).unwrap_or(0);
+            self.metrics.module_stage.get_or_create(&ModuleLabels { module: m.as_str().into() }).set(i);
         }
     }
 
@@ -127,11 +129,11 @@ impl ModuleStages {
             Ok(state) => {
                 {
                     let mut stages = self.stages.write().unwrap_or_else(|e| e.into_inner());
-                    for (m, s) in state.stages.iter().filter(|(m, _)| MODULES.contains(&m.as_str())) {
-                        if stages.get(m) != Some(s) {
+                    for (m, s) in known(&state) {
+                        if stages.get(&m) != Some(&s) {
                             tracing::info!(module = %m, stage = ?s, file = %self.state_file.display(), "stage changed by the state file");
                         }
-                        stages.insert(m.clone(), *s);
+                        stages.insert(m, s);
                     }
                 }
                 *st = (state, mtime);
@@ -147,18 +149,18 @@ impl ModuleStages {
     }
 
     /// Sets a stage, records it in the state file's history.
-    pub fn set(&self, module: &str, to: Stage, by: &str, reason: &str) -> std::io::Result<Stage> {
+    pub fn set(&self, module: Module, to: Stage, by: &str, reason: &str) -> std::io::Result<Stage> {
         let from = self.get(module);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for (m, s) in self.all() {
-            st.0.stages.entry(m).or_insert(s);
+            st.0.stages.entry(m.as_str().into()).or_insert(s);
         }
-        st.0.stages.insert(module.into(), from);
-        st.0.set(module, to, by, reason);
+        st.0.stages.insert(module.as_str().into(), from);
+        st.0.set(module.as_str(), to, by, reason);
         st.0.save(&self.state_file)?;
         st.1 = std::fs::metadata(&self.state_file).and_then(|m| m.modified()).ok();
         drop(st);
-        self.stages.write().unwrap_or_else(|e| e.into_inner()).insert(module.into(), to);
+        self.stages.write().unwrap_or_else(|e| e.into_inner()).insert(module, to);
         self.export_stages();
         Ok(from)
     }
@@ -170,28 +172,29 @@ impl ModuleStages {
     }
 
     /// Rolling figures per module.
-    pub fn windows(&self) -> BTreeMap<String, Window> {
-        self.rolling.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(m, r)| (m.clone(), r.window())).collect()
+    pub fn windows(&self) -> BTreeMap<Module, Window> {
+        self.rolling.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(m, r)| (*m, r.window())).collect()
     }
 
     /// Takes a comparison into its module's window; rolls the module back one
     /// stage on a spike.
     pub fn observe(&self, r: &DiffRecord) {
-        let module = r.result.module.as_str();
+        let module = r.result.module;
         let (mismatch, error) = match r.result.outcome {
             Outcome::Mismatch => (true, false),
             Outcome::ShadowError | Outcome::ShadowTimeout => (false, true),
             Outcome::Match | Outcome::Ignored => (false, false),
             Outcome::PrimaryError | Outcome::Dropped => return,
         };
-        let delta = r.latency_shadow_us as i64 - r.latency_main_us as i64;
+        let us = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let delta = us(r.latency_shadow_us).saturating_sub(us(r.latency_main_us));
         let w = {
             let mut rolling = self.rolling.lock().unwrap_or_else(|e| e.into_inner());
-            let roll = rolling.entry(module.to_string()).or_default();
+            let roll = rolling.entry(module).or_default();
             roll.push(self.gate.rollback_window.max(1), mismatch, error, if r.latency_main_us > 0 { delta } else { 0 });
             roll.window()
         };
-        let labels = ModuleLabels { module: module.into() };
+        let labels = ModuleLabels { module: module.as_str().into() };
         self.metrics.module_diff_rate.get_or_create(&labels).set(w.diff_rate);
         self.metrics.module_error_rate.get_or_create(&labels).set(w.shadow_error_rate);
         self.metrics.module_latency_delta.get_or_create(&labels).set(w.p95_latency_delta_us as f64 / 1e6);
@@ -219,10 +222,61 @@ impl ModuleStages {
         }
         let to = stage.rollback();
         match self.set(module, to, "auto-rollback", &reason) {
-            Ok(_) => tracing::warn!(module, from = ?stage, to = ?to, %reason, "automatic rollback"),
-            Err(e) => tracing::error!(module, error = %e, "automatic rollback: writing the state file failed"),
+            Ok(_) => tracing::warn!(%module, from = ?stage, to = ?to, %reason, "automatic rollback"),
+            Err(e) => tracing::error!(%module, error = %e, "automatic rollback: writing the state file failed"),
         }
         self.metrics.rollbacks.get_or_create(&labels).inc();
-        self.rolling.lock().unwrap_or_else(|e| e.into_inner()).remove(module);
+        self.rolling.lock().unwrap_or_else(|e| e.into_inner()).remove(&module);
+    }
+}
+
+/// The stages a state file sets for modules this core has (others are ignored).
+fn known(state: &State) -> impl Iterator<Item = (Module, Stage)> + '_ {
+    state.stages.iter().filter_map(|(m, s)| m.parse::<Module>().ok().map(|m| (m, *s)))
+}
+
+fn d_canary() -> u8 {
+    10
+}
+
+/// Module stages.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModulesConfig {
+    /// Stage of each module (default `shadow`).
+    #[serde(default)]
+    pub stages: BTreeMap<String, Stage>,
+    /// Share of wasm-primary traffic in the canary stage.
+    #[serde(default = "d_canary")]
+    pub canary_percent: u8,
+    /// Where `gate --apply` and the admin API keep stages (default: `<data_dir>/state/modules.json`).
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for ModulesConfig {
+    fn default() -> Self {
+        ModulesConfig { stages: BTreeMap::new(), canary_percent: d_canary(), state_file: None }
+    }
+}
+
+impl ModulesConfig {
+    /// Checks that every staged module exists and the canary share.
+    pub fn validate(&self) -> Result<(), crate::toml_error::Invalid> {
+        if let Some(m) = self.stages.keys().find(|m| m.parse::<Module>().is_err()) {
+            return Err(crate::toml_error::Invalid::new(
+                format!("modules.stages.{m}"),
+                format!("unknown module (known: {})", Module::names()),
+            ));
+        }
+        if self.canary_percent > 100 {
+            return Err(crate::toml_error::Invalid::new("modules.canary_percent", "must be at most 100"));
+        }
+        Ok(())
+    }
+
+    /// The configured stage of `module` (default `shadow`).
+    pub fn stage(&self, module: Module) -> Stage {
+        self.stages.get(module.as_str()).copied().unwrap_or(Stage::Shadow)
     }
 }

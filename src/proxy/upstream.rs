@@ -1,9 +1,12 @@
 //! Calls to the configured upstream providers. API keys come from the
 //! environment and are only ever put in the outgoing headers.
 
-use super::config::{Config, ProviderConfig};
+use super::ServeError;
+use super::config::Config;
+use crate::toml_error::Invalid;
 use axum::http::HeaderMap;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use shadowgate_core::Protocol;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,18 +32,22 @@ pub struct Upstream {
 
 impl Upstream {
     /// Builds the client; a provider whose `api_key_env` is unset is a start-up error naming the key.
-    pub fn new(cfg: &Config) -> anyhow::Result<Upstream> {
+    pub fn new(cfg: &Config) -> Result<Upstream, ServeError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(cfg.upstream.connect_timeout_ms))
             .read_timeout(Duration::from_millis(cfg.upstream.idle_timeout_ms))
             .pool_idle_timeout(Duration::from_secs(90))
-            .build()?;
+            .build()
+            .map_err(|e| ServeError::config("upstream", format!("cannot build the HTTP client: {e}")))?;
         let mut keys = HashMap::new();
         for (i, p) in cfg.providers.iter().enumerate() {
             if let Some(var) = &p.api_key_env {
                 let key = std::env::var(var).map_err(|_| {
-                    anyhow::anyhow!("providers[{i}].api_key_env: environment variable {var} is not set")
+                    ServeError::config(
+                        format!("providers[{i}].api_key_env"),
+                        format!("environment variable {var} is not set"),
+                    )
                 })?;
                 keys.insert(p.name.clone(), key);
             }
@@ -102,4 +109,68 @@ pub fn without_url(e: &reqwest::Error) -> String {
         source = s.source();
     }
     if detail.is_empty() { kind.to_string() } else { format!("{kind} ({detail})") }
+}
+
+fn d_connect() -> u64 {
+    5_000
+}
+fn d_idle() -> u64 {
+    60_000
+}
+
+/// Upstream HTTP settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// TCP/TLS connect timeout.
+    #[serde(default = "d_connect")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the next bytes of a response.
+    #[serde(default = "d_idle")]
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig { connect_timeout_ms: d_connect(), idle_timeout_ms: d_idle() }
+    }
+}
+
+/// An upstream provider.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Name routes refer to.
+    pub name: String,
+    /// `openai-chat` or `anthropic-messages`.
+    pub protocol: Protocol,
+    /// Base URL including `/v1`.
+    pub base_url: String,
+    /// Env var holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Compat profile (default: the protocol's).
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+impl ProviderConfig {
+    /// Checks the URL and that the profile is one of the protocol's; `at` is the provider's key.
+    pub fn validate(&self, at: &str) -> Result<(), Invalid> {
+        let key = |k: &str| format!("{at}.{k}");
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            return Err(Invalid::new(key("base_url"), format!("{:?} is not an http(s) URL", self.base_url)));
+        }
+        if let Some(profile) = &self.profile {
+            let prof = shadowgate_core::compat::profile(Some(profile), self.protocol)
+                .map_err(|e| Invalid::new(key("profile"), e.message))?;
+            if prof.protocol != self.protocol {
+                return Err(Invalid::new(
+                    key("profile"),
+                    format!("profile {profile:?} is for {}, not {}", prof.protocol, self.protocol),
+                ));
+            }
+        }
+        Ok(())
+    }
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// When files close.
 #[derive(Debug, Clone)]
@@ -204,7 +204,7 @@ pub fn clean_temp_files(data_dir: &Path, instance: &str, stale: Duration) -> usi
                     .metadata()
                     .and_then(|m| m.modified())
                     .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .and_then(crate::clock::age)
                     .is_some_and(|age| age >= stale);
                 if (name.starts_with(&own) || old) && std::fs::remove_file(e.path()).is_ok() {
                     removed += 1;

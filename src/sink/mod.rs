@@ -7,19 +7,24 @@
 //! rows, and files close by size or age (see [`files`]). Dropping every
 //! sender drains the channel and closes every file.
 
+mod config;
 pub mod files;
 pub mod redact;
 pub mod sampling;
 pub mod schema;
 
 use crate::case::Case;
-use crate::proxy::shadow::{DiffRecord, Dims};
+use crate::diff::{DiffResult, Summary};
+use crate::record::{CaseRow, DiffRecord, Versions};
 use chrono::NaiveDate;
+pub use config::SinkConfig;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use redact::Redactor;
+pub use sampling::SamplingConfig;
 use schema::{CaseBatch, DiffBatch, Table};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,35 +32,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// The versions every row is written under (the per-row ruleset and compat
-/// profile versions come with the row).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Versions {
-    /// Native core version.
-    pub core: String,
-    /// Wasm guest module SHA-256.
-    pub guest_sha256: String,
-    /// Canonical SSE schema version.
-    pub sse_protocol: String,
-    /// shadowgate build version.
-    pub build: String,
-    /// Writing instance.
-    pub instance: String,
-}
-
-impl Versions {
-    /// The versions of this process with `guest_sha256` as the wasm guest.
-    pub fn current(guest_sha256: &str, instance: &str) -> Versions {
-        Versions {
-            core: shadowgate_core::dispatch::CORE_VERSION.into(),
-            guest_sha256: guest_sha256.into(),
-            sse_protocol: shadowgate_core::streaming::SSE_PROTOCOL_VERSION.into(),
-            build: env!("CARGO_PKG_VERSION").into(),
-            instance: instance.into(),
-        }
-    }
-}
 
 /// This instance's id: the configured one, else `<hostname>-<pid>`; only `[A-Za-z0-9_.-]` kept.
 pub fn instance_id(configured: Option<&str>) -> String {
@@ -71,23 +47,6 @@ pub fn instance_id(configured: Option<&str>) -> String {
     let id: String =
         raw.chars().map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' }).collect();
     if id.is_empty() { "instance".into() } else { id }
-}
-
-/// A sampled request, redacted, with what the primary produced for it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CaseRow {
-    /// Request dimensions.
-    pub dims: Dims,
-    /// The replayable case (redacted; carries its context).
-    pub case: Case,
-    /// Runtime whose outputs are recorded.
-    pub primary_runtime: String,
-    /// Output per call name, from the redacted case.
-    pub outputs: BTreeMap<String, String>,
-    /// Why it was kept (`mismatch`, `new_version`, `rate`, `baseline`).
-    pub sampling_reason: String,
-    /// Ruleset version in force.
-    pub ruleset_version: String,
 }
 
 /// One record for the writer. Diff records, the hot path, are not boxed.
@@ -146,11 +105,6 @@ impl SinkStats {
     /// Rows written to `table` so far.
     pub fn rows_written(&self, t: Table) -> u64 {
         self.rows.get_or_create(&Self::label(t)).get()
-    }
-
-    /// Records of `table` dropped so far.
-    pub fn rows_dropped(&self, t: Table) -> u64 {
-        self.dropped.get_or_create(&Self::label(t)).get()
     }
 }
 
@@ -254,8 +208,7 @@ impl Sink {
 }
 
 fn today() -> NaiveDate {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    files::partition_date(now.as_micros() as i64)
+    files::partition_date(crate::clock::now_us())
 }
 
 struct Writer {
@@ -398,26 +351,44 @@ impl Writer {
     }
 }
 
-/// Redacts what a diff record carries from the payloads: entry texts and paths.
-/// Token digests are hashes already and stay comparable.
-pub fn redact_result(r: &Redactor, res: &mut crate::diff::DiffResult) {
-    if let serde_json::Value::Object(o) = &mut res.summary {
-        let keep: Vec<(String, serde_json::Value)> = ["left_token_digest", "right_token_digest"]
-            .iter()
-            .filter_map(|k| o.remove(*k).map(|v| (k.to_string(), v)))
-            .collect();
-        r.json(&mut res.summary);
-        if let serde_json::Value::Object(o) = &mut res.summary {
-            o.extend(keep);
+/// Redacts what a diff record carries from the payloads: entry values and
+/// texts, parse errors, the first divergence, and paths. Token digests and
+/// SHA-256s are hashes already and stay comparable.
+pub fn redact_result(r: &Redactor, res: &mut DiffResult) {
+    let text = |s: &mut String| {
+        if let Cow::Owned(o) = r.text(s) {
+            *s = o;
         }
-    } else {
-        r.json(&mut res.summary);
-    }
-    for p in &mut res.paths {
-        if let std::borrow::Cow::Owned(o) = r.text(p) {
-            *p = o;
+    };
+    let value = |v: &mut Option<serde_json::Value>| {
+        if let Some(v) = v {
+            r.json(v);
+        }
+    };
+    match &mut res.summary {
+        Summary::None | Summary::Ignored { .. } | Summary::Digests { .. } => {}
+        Summary::Failed { error } => text(error),
+        Summary::Unparsable { left_error, right_error } => {
+            left_error.iter_mut().chain(right_error.iter_mut()).for_each(text);
+        }
+        Summary::Entries { entries, .. } => {
+            for e in entries {
+                text(&mut e.path);
+                value(&mut e.left);
+                value(&mut e.right);
+                e.text_diff.iter_mut().for_each(text);
+            }
+        }
+        Summary::Events(events) => {
+            if let Some(f) = events.divergence.as_mut().and_then(|d| d.first_divergence.as_mut()) {
+                f.path.iter_mut().for_each(text);
+                value(&mut f.left);
+                value(&mut f.right);
+                f.text_diff.iter_mut().for_each(text);
+            }
         }
     }
+    res.paths.iter_mut().for_each(text);
 }
 
 /// Redacts a case in place: request, upstream body or stream, headers.

@@ -93,7 +93,10 @@ impl Redactor {
             return Err(KeyError(format!("the redaction key must be at least 16 bytes, got {}", key.len())));
         }
         let compile = |p: &str| Regex::new(p).expect("built-in redaction patterns compile");
-        let paths = paths.iter().map(|p| PathPattern::parse(p).map_err(KeyError)).collect::<Result<_, _>>()?;
+        let paths = paths
+            .iter()
+            .map(|p| PathPattern::parse(p).map_err(|e| KeyError(e.to_string())))
+            .collect::<Result<_, _>>()?;
         Ok(Redactor {
             mac: Hmac::<Sha256>::new_from_slice(key).map_err(|e| KeyError(e.to_string()))?,
             fields: compile(SECRET_FIELDS),
@@ -125,8 +128,7 @@ impl Redactor {
         let mut key = [0u8; 32];
         let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key));
         if filled.is_err() {
-            let nanos =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            let nanos = crate::clock::now_nanos();
             key[..16].copy_from_slice(&nanos.to_le_bytes());
             key[16..24].copy_from_slice(&u64::from(std::process::id()).to_le_bytes());
         }

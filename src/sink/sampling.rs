@@ -3,9 +3,10 @@
 //! mismatching requests always (up to a budget a minute), a boosted rate for a
 //! while after a new guest or core version, and a hard cap a minute.
 
-use crate::proxy::config::SamplingConfig;
-use crate::proxy::shadow::Dims;
+use crate::record::Dims;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -107,10 +108,82 @@ impl Sampler {
     }
 }
 
+fn d_rate() -> f64 {
+    0.01
+}
+fn d_budget() -> u32 {
+    60
+}
+fn d_cap() -> u32 {
+    600
+}
+
+/// Case sampling.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// Default share of requests kept as cases.
+    #[serde(default = "d_rate")]
+    pub rate: f64,
+    /// Per-tenant rates.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, f64>,
+    /// Per-route rates.
+    #[serde(default)]
+    pub routes: BTreeMap<String, f64>,
+    /// Mismatching requests always kept, up to this many a minute.
+    #[serde(default = "d_budget")]
+    pub mismatch_budget_per_minute: u32,
+    /// Hard cap of cases a minute (mismatches have their own budget).
+    #[serde(default = "d_cap")]
+    pub cap_per_minute: u32,
+    /// Rate used for a while after a new guest or core version starts.
+    #[serde(default = "d_boost_rate")]
+    pub boost_rate: f64,
+    /// How long the boost lasts.
+    #[serde(default = "d_boost_minutes")]
+    pub boost_minutes: u32,
+}
+
+fn d_boost_rate() -> f64 {
+    0.1
+}
+fn d_boost_minutes() -> u32 {
+    60
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            rate: d_rate(),
+            tenants: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            mismatch_budget_per_minute: d_budget(),
+            cap_per_minute: d_cap(),
+            boost_rate: d_boost_rate(),
+            boost_minutes: d_boost_minutes(),
+        }
+    }
+}
+impl SamplingConfig {
+    /// Checks that every rate is a share.
+    pub fn validate(&self) -> Result<(), crate::toml_error::Invalid> {
+        let rates = [("sampling.rate".to_string(), self.rate), ("sampling.boost_rate".into(), self.boost_rate)]
+            .into_iter()
+            .chain(self.tenants.iter().map(|(k, v)| (format!("sampling.tenants.{k}"), *v)))
+            .chain(self.routes.iter().map(|(k, v)| (format!("sampling.routes.{k}"), *v)));
+        for (key, rate) in rates {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(crate::toml_error::Invalid::new(key, format!("rate {rate} is not in 0..=1")));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn dims(id: &str, tenant: &str, route: &str) -> Dims {
         Dims {
@@ -119,8 +192,8 @@ mod tests {
             tenant: tenant.into(),
             route: route.into(),
             endpoint: "/v1/messages".into(),
-            client_protocol: "anthropic-messages".into(),
-            upstream_protocol: "anthropic-messages".into(),
+            client_protocol: shadowgate_core::Protocol::AnthropicMessages,
+            upstream_protocol: Some(shadowgate_core::Protocol::AnthropicMessages),
             model: "m".into(),
             stream: false,
             mode: "shadow".into(),

@@ -3,9 +3,8 @@
 //! into rows (for replay and reports). Column names and types are the public
 //! contract: README "Parquet tables" documents them.
 
-use super::{CaseRow, Versions};
 use crate::case::{Case, UpstreamResponse};
-use crate::proxy::shadow::{DiffRecord, Dims};
+use crate::record::{CaseRow, DiffRecord, Dims, Versions};
 use arrow_array::builder::{
     BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, MapBuilder, StringBuilder, TimestampMicrosecondBuilder,
     UInt64Builder,
@@ -15,7 +14,7 @@ use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType, UInt64T
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::Value;
-use shadowgate_core::Context;
+use shadowgate_core::{Context, Protocol};
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
@@ -159,8 +158,8 @@ impl DimsBuilder {
         self.tenant.append_value(&d.tenant);
         self.route.append_value(&d.route);
         self.endpoint.append_value(&d.endpoint);
-        self.client_protocol.append_value(&d.client_protocol);
-        self.upstream_protocol.append_value(&d.upstream_protocol);
+        self.client_protocol.append_value(d.client_protocol.as_str());
+        self.upstream_protocol.append_value(d.upstream_protocol.map_or("", Protocol::as_str));
         self.model.append_value(&d.model);
         self.stream.append_value(d.stream);
         self.mode.append_value(&d.mode);
@@ -258,24 +257,25 @@ impl DiffBatch {
         self.dims.push(&r.dims);
         self.runtime_main.append_value(r.runtime_main.as_str());
         self.runtime_shadow.append_value(r.runtime_shadow.as_str());
-        self.module.append_value(&res.module);
+        self.module.append_value(res.module.as_str());
         self.outcome.append_value(res.outcome.as_str());
         self.class.append_option(res.class.map(|c| c.as_str()));
         self.rule.append_option(res.rule.as_deref());
-        self.diff_count.append_value(res.diff_count as i64);
+        self.diff_count.append_value(i64::try_from(res.diff_count).unwrap_or(i64::MAX));
         for p in &res.paths {
             self.paths.values().append_value(p);
         }
         self.paths.append(true);
-        self.summary.append_value(res.summary.to_string());
+        self.summary.append_value(res.summary.to_value().to_string());
         self.truncated.append_value(res.truncated);
-        let count = |k: &str| res.summary[k].as_u64().map(|n| n as i32);
-        self.main_events.append_option(count("left_events"));
-        self.shadow_events.append_option(count("right_events"));
-        self.main_digest.append_option(res.summary["left_token_digest"].as_str());
-        self.shadow_digest.append_option(res.summary["right_token_digest"].as_str());
-        self.latency_main.append_value(r.latency_main_us as i64);
-        self.latency_shadow.append_value(r.latency_shadow_us as i64);
+        let events = res.summary.events();
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        self.main_events.append_option(events.map(|e| count(e.left_events)));
+        self.shadow_events.append_option(events.map(|e| count(e.right_events)));
+        self.main_digest.append_option(events.map(|e| e.left_token_digest.as_str()));
+        self.shadow_digest.append_option(events.map(|e| e.right_token_digest.as_str()));
+        self.latency_main.append_value(i64::try_from(r.latency_main_us).unwrap_or(i64::MAX));
+        self.latency_shadow.append_value(i64::try_from(r.latency_shadow_us).unwrap_or(i64::MAX));
         self.versions.push(&res.ruleset_version, &r.dims.compat_profile, v);
         self.rows += 1;
     }
@@ -487,24 +487,31 @@ impl<'a> Cols<'a> {
         let stream = self.bools("stream")?;
         let mut cols = [request_id?, tenant?, route?, endpoint?, client?, upstream?, model?, mode?, profile?]
             .map(|v| v.into_iter());
-        Ok((0..self.0.num_rows())
+        let protocol = |name: &str, s: String| {
+            Protocol::parse(&s, "")
+                .map_err(|_| DecodeError { column: name.into(), message: format!("unknown protocol {s:?}") })
+        };
+        (0..self.0.num_rows())
             .map(|i| {
                 let mut next = |k: usize| cols[k].next().unwrap_or_default();
-                Dims {
+                Ok(Dims {
                     request_id: next(0),
                     timestamp_us: ts[i].unwrap_or(0),
                     tenant: next(1),
                     route: next(2),
                     endpoint: next(3),
-                    client_protocol: next(4),
-                    upstream_protocol: next(5),
+                    client_protocol: protocol("client_protocol", next(4))?,
+                    upstream_protocol: match next(5) {
+                        s if s.is_empty() => None,
+                        s => Some(protocol("upstream_protocol", s)?),
+                    },
                     model: next(6),
                     stream: stream[i],
                     mode: next(7),
                     compat_profile: next(8),
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -620,8 +627,8 @@ pub fn decode_cases(batch: &RecordBatch) -> Result<Vec<StoredCase>, DecodeError>
         let case = Case {
             id: ids[i].clone(),
             description: desc[i].clone(),
-            client_protocol: d.client_protocol.clone(),
-            upstream_protocol: d.upstream_protocol.clone(),
+            client_protocol: d.client_protocol,
+            upstream_protocol: d.upstream_protocol.ok_or_else(|| Cols::wrong("upstream_protocol", "a protocol"))?,
             request: parse_json(&request[i]),
             upstream_response: status[i].map(|s| UpstreamResponse {
                 status: s as u16,

@@ -4,6 +4,9 @@
 //! Both take the same op names and input bytes and return the same envelope
 //! bytes, so every later part (proxy, shadow, replay) can ask either one and
 //! compare. A guest failure is a [`RuntimeError`] value, never a panic.
+//!
+//! This crate is the only one that links wasmtime; nothing in it knows the
+//! proxy, the diff engine or the sink.
 
 mod native;
 mod wasm;
@@ -18,6 +21,7 @@ use serde_json::value::RawValue;
 use shadowgate_core::CoreError;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Which runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -151,6 +155,25 @@ pub trait Runtime: Send + Sync {
     fn open_stream(&self, options: &[u8]) -> Result<Box<dyn Stream>, RuntimeError>;
 }
 
+/// The two runtimes, by kind.
+#[derive(Clone)]
+pub struct Runtimes {
+    /// The native core.
+    pub native: Arc<dyn Runtime>,
+    /// The wasm guest.
+    pub wasm: Arc<dyn Runtime>,
+}
+
+impl Runtimes {
+    /// The runtime of `kind`.
+    pub fn get(&self, kind: RuntimeKind) -> &dyn Runtime {
+        match kind {
+            RuntimeKind::Native => self.native.as_ref(),
+            RuntimeKind::Wasm => self.wasm.as_ref(),
+        }
+    }
+}
+
 /// Why a call produced no value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CallError {
@@ -174,4 +197,19 @@ pub fn frame(header: &serde_json::Value, payload: &[u8]) -> Vec<u8> {
     v.push(b'\n');
     v.extend_from_slice(payload);
     v
+}
+
+/// A stream whose options were rejected: every call answers the same error envelope.
+pub(crate) struct FailedStream {
+    pub(crate) envelope: Vec<u8>,
+}
+
+impl Stream for FailedStream {
+    fn feed(&mut self, _bytes: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+        Ok(self.envelope.clone())
+    }
+
+    fn close(self: Box<Self>) -> Result<Vec<u8>, RuntimeError> {
+        Ok(self.envelope)
+    }
 }

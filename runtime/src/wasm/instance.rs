@@ -1,7 +1,7 @@
 //! One guest instance in its own `Store`: calls across the ABI, with the
 //! deadline and memory cap applied and every failure classified.
 
-use crate::runtime::RuntimeError;
+use crate::RuntimeError;
 use wasmtime::{
     Func, Instance as WasmInstance, InstancePre, Memory, Module, ModuleExport, ResourceLimiter, Store, Trap, TypedFunc,
 };

@@ -1,7 +1,7 @@
 //! The native runtime: the core linked into the host, through the same
 //! dispatch entry point the guest exports.
 
-use super::{Capabilities, Runtime, RuntimeError, RuntimeKind, Stream};
+use crate::{Capabilities, FailedStream, Runtime, RuntimeError, RuntimeKind, Stream};
 use shadowgate_core::dispatch;
 use shadowgate_core::streaming::StreamSession;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -71,20 +71,5 @@ impl Stream for NativeStream {
 
     fn close(mut self: Box<Self>) -> Result<Vec<u8>, RuntimeError> {
         guarded(|| dispatch::stream_close(&mut self.session))
-    }
-}
-
-/// A stream whose options were rejected: every call answers the same error envelope.
-pub(super) struct FailedStream {
-    pub(super) envelope: Vec<u8>,
-}
-
-impl Stream for FailedStream {
-    fn feed(&mut self, _bytes: &[u8]) -> Result<Vec<u8>, RuntimeError> {
-        Ok(self.envelope.clone())
-    }
-
-    fn close(self: Box<Self>) -> Result<Vec<u8>, RuntimeError> {
-        Ok(self.envelope)
     }
 }

@@ -3,16 +3,16 @@
 //! from the redacted case (so replay compares like with like: the tokenizer
 //! counts the hashed text it will see, not the original).
 
-use super::shadow::{Dims, Runtimes};
 use crate::case::{Case, UpstreamResponse};
 use crate::plan;
-use crate::runtime::RuntimeKind;
+use crate::record::{CaseRow, Dims};
 use crate::sink::redact::Redactor;
 use crate::sink::sampling::Sampler;
-use crate::sink::{CaseRow, ReasonLabels, SinkRecord, SinkSender, SinkStats};
+use crate::sink::{ReasonLabels, SinkRecord, SinkSender, SinkStats};
 use bytes::Bytes;
 use serde_json::Value;
 use shadowgate_core::{Context, Protocol};
+use shadowgate_runtime::{RuntimeKind, Runtimes};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -112,8 +112,8 @@ impl Recorder {
         let mut case = Case {
             id: dims.request_id.clone(),
             description: None,
-            client_protocol: ex.client.as_str().into(),
-            upstream_protocol: ex.upstream.as_str().into(),
+            client_protocol: ex.client,
+            upstream_protocol: ex.upstream,
             request: json_or_text(&ex.request),
             upstream_response,
             upstream_stream,

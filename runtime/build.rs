@@ -1,13 +1,15 @@
 //! Builds the wasm guest (`guest/`) for `wasm32-unknown-unknown` with its own
 //! target dir and embeds it, so one `cargo build` gives a working binary;
-//! likewise the demo candidate guest (feature `demo-candidate`).
+//! likewise the demo candidate guest (feature `demo-candidate`). Paths are
+//! the workspace's: this crate sits one folder below its root.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.parent().expect("the runtime crate sits inside the workspace").to_path_buf();
     for p in ["core/src", "core/Cargo.toml", "guest/src", "guest/Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }

@@ -1,14 +1,86 @@
-//! The `convert` and `guest-info` commands: run one conversion through either
-//! runtime, from stdin to stdout.
+//! `convert`: run one conversion through either runtime, from stdin to stdout.
 
-use crate::runtime::{
-    CallError, NativeRuntime, Runtime, RuntimeError, RuntimeKind, WasmConfig, WasmRuntime, call_value, frame,
-};
+use super::{CmdError, CmdResult};
 use serde_json::{Value, json};
 use shadowgate_core::dispatch::open_envelope;
 use shadowgate_core::{Context, CoreError, ErrorKind, Protocol};
-use std::io::Write;
-use std::path::Path;
+use shadowgate_runtime::{
+    CallError, NativeRuntime, Runtime, RuntimeError, RuntimeKind, WasmConfig, WasmRuntime, call_value, frame,
+};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Which runtime runs the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeArg {
+    /// The core compiled into the host.
+    Native,
+    /// The wasm guest in wasmtime.
+    Wasm,
+}
+
+/// Flags of `convert`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Source protocol: openai-chat or anthropic-messages.
+    #[arg(long)]
+    pub from: Protocol,
+    /// Target protocol: openai-chat or anthropic-messages.
+    #[arg(long)]
+    pub to: Protocol,
+    /// What stdin holds.
+    #[arg(long, value_enum)]
+    pub kind: Kind,
+    /// Which runtime runs the core.
+    #[arg(long, value_enum, default_value = "native")]
+    pub runtime: RuntimeArg,
+    /// A wasm guest to load instead of the embedded one (implies --runtime wasm).
+    #[arg(long)]
+    pub guest: Option<PathBuf>,
+    /// Compat profile (default: the upstream protocol's).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Upstream model to put in a converted request.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Request id the generated ids derive from.
+    #[arg(long, default_value = "req_cli")]
+    pub request_id: String,
+    /// `created` timestamp (Unix seconds); default: now.
+    #[arg(long)]
+    pub created: Option<i64>,
+    /// Streams to OpenAI clients: end with the usage chunk.
+    #[arg(long)]
+    pub include_usage: bool,
+}
+
+/// Converts stdin to stdout; exit 2 for bad input, 1 for a runtime failure.
+pub fn run(a: Args) -> CmdResult {
+    let kind = match (a.guest.is_some(), a.runtime) {
+        (true, _) | (false, RuntimeArg::Wasm) => RuntimeKind::Wasm,
+        (false, RuntimeArg::Native) => RuntimeKind::Native,
+    };
+    let rt = build_runtime(kind, a.guest.as_deref())?;
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input)?;
+    let ctx =
+        Context { request_id: a.request_id, created: a.created.unwrap_or_else(crate::clock::now_secs), id_seed: 0 };
+    let opts = ConvertOptions {
+        from: a.from,
+        to: a.to,
+        kind: a.kind,
+        ctx,
+        profile: a.profile,
+        model: a.model,
+        include_usage: a.include_usage,
+    };
+    let stdout = std::io::stdout();
+    match convert(rt.as_ref(), &opts, &input, &mut stdout.lock()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(CmdError { message: e.to_string(), code: e.exit_code() }),
+    }
+}
 
 /// What is being converted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,10 +146,10 @@ impl From<CallError> for ConvertError {
 }
 
 /// Builds the runtime `kind`, loading `guest` instead of the embedded guest when given.
-pub fn build_runtime(kind: RuntimeKind, guest: Option<&Path>) -> anyhow::Result<Box<dyn Runtime>> {
+pub fn build_runtime(kind: RuntimeKind, guest: Option<&Path>) -> Result<Box<dyn Runtime>, CmdError> {
     Ok(match (kind, guest) {
         (RuntimeKind::Native, None) => Box::new(NativeRuntime::new()),
-        (RuntimeKind::Native, Some(_)) => anyhow::bail!("--guest needs --runtime wasm"),
+        (RuntimeKind::Native, Some(_)) => return Err(CmdError::input("--guest needs --runtime wasm")),
         (RuntimeKind::Wasm, None) => Box::new(WasmRuntime::embedded(WasmConfig::default())?),
         (RuntimeKind::Wasm, Some(p)) => Box::new(WasmRuntime::from_file(p, WasmConfig::default())?),
     })
@@ -130,16 +202,4 @@ fn write_sse(env: &[u8], out: &mut dyn Write) -> Result<(), ConvertError> {
     let text: String = serde_json::from_str(raw.get()).map_err(|e| ConvertError::Input(CoreError::json(&e)))?;
     out.write_all(text.as_bytes())?;
     Ok(())
-}
-
-/// What `guest-info` prints: where the guest came from, its hash and capabilities.
-pub fn guest_info(rt: &WasmRuntime) -> Value {
-    let stats = rt.stats();
-    json!({
-        "source": rt.source(),
-        "module_sha256": rt.module_sha256(),
-        "load_us": stats.load_us,
-        "from_cache": stats.from_cache,
-        "capabilities": rt.capabilities(),
-    })
 }

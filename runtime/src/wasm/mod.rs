@@ -10,8 +10,7 @@
 mod cache;
 mod instance;
 
-use super::native::FailedStream;
-use super::{Capabilities, Runtime, RuntimeError, RuntimeKind, Stream};
+use crate::{Capabilities, FailedStream, Runtime, RuntimeError, RuntimeKind, Stream};
 use instance::{Exports, Host, Instance, Limits};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -33,9 +32,6 @@ pub static CANDIDATE_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sh
 
 /// Largest guest file accepted by `--guest`.
 pub const MAX_GUEST_BYTES: u64 = 64 << 20;
-
-/// The ABI version this host speaks.
-pub const HOST_ABI_VERSION: u32 = 1;
 
 /// The epoch tick; deadlines are whole ticks.
 const TICK: Duration = Duration::from_millis(1);
@@ -329,8 +325,12 @@ impl WasmRuntime {
             let found = probe
                 .abi_version()
                 .map_err(|e| LoadError::Exports(source.into(), format!("sg_abi_version failed: {e}")))?;
-            if found != HOST_ABI_VERSION {
-                return Err(LoadError::AbiVersion { source_name: source.into(), found, expected: HOST_ABI_VERSION });
+            if found != dispatch::ABI_VERSION {
+                return Err(LoadError::AbiVersion {
+                    source_name: source.into(),
+                    found,
+                    expected: dispatch::ABI_VERSION,
+                });
             }
             let raw = probe.capabilities().map_err(|e| LoadError::Capabilities(source.into(), e.to_string()))?;
             let caps: Capabilities =

@@ -5,20 +5,40 @@
 //! replayed against the cases just recorded, to show a divergence being
 //! caught and attributed to its module.
 
+use super::{CmdError, CmdResult, Context, print, tokio_runtime};
 use crate::proxy::{self, config::Config};
-use crate::runtime::CANDIDATE_GUEST;
 use crate::sink::redact::{KEY_ENV, Redactor};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
+use shadowgate_runtime::CANDIDATE_GUEST;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-const LOCAL: &str = include_str!("../examples/local.toml");
+const LOCAL: &str = include_str!("../../examples/local.toml");
+
+/// Flags of `demo`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Requests to send.
+    #[arg(long, default_value_t = 400)]
+    pub requests: usize,
+    /// Where the Parquet tables go.
+    #[arg(long, default_value = "shadowgate-demo-data")]
+    pub data_dir: PathBuf,
+}
+
+/// Runs the demo and prints what it found.
+pub fn run(a: Args) -> CmdResult {
+    let text = tokio_runtime()?.block_on(demo(a.requests, a.data_dir))?;
+    print(&text);
+    Ok(ExitCode::SUCCESS)
+}
 
 /// The demo's config: `examples/local.toml` pointed at the in-process mock and `data_dir`.
-pub fn config(mock: std::net::SocketAddr, data_dir: &Path) -> anyhow::Result<Config> {
+pub fn config(mock: std::net::SocketAddr, data_dir: &Path) -> Result<Config, CmdError> {
     let text = LOCAL
         .replace("127.0.0.1:9000", &mock.to_string())
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
@@ -66,7 +86,7 @@ pub fn workload(i: usize) -> (&'static str, Vec<(&'static str, &'static str)>, V
 }
 
 /// Runs the demo; returns the text to print.
-pub async fn run(requests: usize, data_dir: PathBuf) -> anyhow::Result<String> {
+pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError> {
     let redactor = match Redactor::from_env(&[]) {
         Ok(r) => r,
         Err(_) => {
@@ -74,14 +94,15 @@ pub async fn run(requests: usize, data_dir: PathBuf) -> anyhow::Result<String> {
             Redactor::ephemeral(&[])
         }
     };
-    std::fs::create_dir_all(&data_dir)?;
-    let data_dir = data_dir.canonicalize()?;
-    let mock = proxy::spawn_mock(Vec::new(), "127.0.0.1:0".parse()?).await?;
+    std::fs::create_dir_all(&data_dir).context(data_dir.display())?;
+    let data_dir = data_dir.canonicalize().context(data_dir.display())?;
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mock = crate::mock::spawn(Vec::new(), loopback).await?;
     let cfg = config(mock, &data_dir)?;
     let wasm = proxy::load_guest(&cfg)?;
     let (rec, sink) = proxy::start_sink(&cfg, &wasm, Arc::new(redactor))?;
     let state = proxy::build(cfg, wasm, rec)?;
-    let addr = proxy::spawn(state.clone(), "127.0.0.1:0".parse()?).await?;
+    let addr = proxy::spawn(state.clone(), loopback).await?;
     let base = format!("http://{addr}");
     eprintln!(
         "shadowgate demo: mock upstream on {mock}, proxy on {addr} (mode shadow), data in {}",
@@ -135,7 +156,7 @@ pub async fn run(requests: usize, data_dir: PathBuf) -> anyhow::Result<String> {
         }));
     }
     for t in tasks {
-        t.await?;
+        t.await.context("a demo client task")?;
     }
     bar.finish_and_clear();
     proxy::shut_down(state, sink).await;
@@ -145,18 +166,18 @@ pub async fn run(requests: usize, data_dir: PathBuf) -> anyhow::Result<String> {
     out += &format!(
         "sent {requests} requests through the proxy; statuses {statuses:?} (429/500 are the mock's scripted errors)\n\n"
     );
-    let rows = crate::report::load(&data_dir, None).map_err(anyhow::Error::msg)?;
+    let rows = crate::report::load(&data_dir, None)?;
     let report = crate::report::build(&rows, &[crate::report::Dim::Module]);
     out += "== diff report by module (native primary, wasm shadow) ==\n";
     out += &crate::report::render_table(&report);
     let gate_cfg = config(mock, &data_dir)?;
-    let stages = crate::gate::State::load(&data_dir.join("state/modules.json")).map_err(anyhow::Error::msg)?.stages;
+    let stages = crate::gate::State::load(&data_dir.join("state/modules.json"))?.stages;
     out += "\n== gate verdicts ==\n";
     out += &crate::gate::render_table(&crate::gate::verdicts(&report, &gate_cfg.gate, &stages));
 
     // Detection: a candidate guest with one module changed, replayed over the cases just recorded.
     let candidate_path = data_dir.join("candidate-guest.wasm");
-    std::fs::write(&candidate_path, CANDIDATE_GUEST)?;
+    std::fs::write(&candidate_path, CANDIDATE_GUEST).context(candidate_path.display())?;
     let cases = crate::replay::load_input(&data_dir)?;
     let candidate = crate::replay::candidate(Some(&candidate_path))?;
     let opts =

@@ -1,0 +1,96 @@
+//! `gate`: per-module verdicts; with `--apply`, the new stages in the state file.
+
+use super::{CmdError, CmdResult, Context, TextOrJson, print};
+use crate::gate::{self, Decision, State, Verdict};
+use crate::proxy::config::Config;
+use crate::report::{self, DataReport, Dim};
+use shadowgate_core::Module;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Flags of `gate`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Data dir, or a `report --format json --by module` file.
+    pub input: PathBuf,
+    /// Config with `[gate]` thresholds and `modules.state_file`.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// State file (default: the config's, else `<data_dir>/state/modules.json`).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Observation window (default: the config's `gate.window`, 24h).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Write the new stages to the state file (a running serve picks them up).
+    #[arg(long)]
+    pub apply: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TextOrJson,
+}
+
+/// Prints the verdicts; exit 1 if any module fails.
+pub fn run(a: Args) -> CmdResult {
+    let cfg = a.config.as_deref().map(Config::load).transpose()?;
+    let gate_cfg = cfg.as_ref().map(|c| c.gate.clone()).unwrap_or_default();
+    let window = a.since.as_deref().unwrap_or(&gate_cfg.window);
+    let (report, data_dir) = read_report(&a.input, window)?;
+    let state_file = a
+        .state
+        .or_else(|| cfg.as_ref().and_then(|c| c.modules.state_file.clone()))
+        .or_else(|| data_dir.map(|d| d.join("state/modules.json")))
+        .or_else(|| cfg.as_ref().map(|c| c.sink.data_dir.join("state/modules.json")))
+        .ok_or_else(|| CmdError::input("no state file: pass --state or --config"))?;
+    let mut st = State::load(&state_file)?;
+    let mut stages = st.stages.clone();
+    if let Some(c) = &cfg {
+        for m in Module::ALL {
+            stages.entry(m.as_str().to_string()).or_insert_with(|| c.modules.stage(m));
+        }
+    }
+    let verdicts = gate::verdicts(&report, &gate_cfg, &stages);
+    let mut text = format!("gate over {window} of {} ({} rows)\n", a.input.display(), report.rows);
+    text += &gate::render_table(&verdicts);
+    if a.apply {
+        let changed = apply(&mut st, &verdicts);
+        st.save(&state_file).context(state_file.display())?;
+        text += &format!("applied: {changed} stage change(s) written to {}\n", state_file.display());
+    }
+    print(&match a.format {
+        TextOrJson::Text => text,
+        TextOrJson::Json => serde_json::to_string_pretty(&verdicts)? + "\n",
+    });
+    let failed = verdicts.iter().any(|v| v.verdict == Decision::Fail);
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The report to judge: built from a data dir over `window`, or read from a report JSON.
+fn read_report(input: &Path, window: &str) -> Result<(DataReport, Option<PathBuf>), CmdError> {
+    if input.is_dir() {
+        let cut = report::cutoff_us(window).context("gate.window")?;
+        let rows = report::load(input, Some(cut))?;
+        return Ok((report::build(&rows, &[Dim::Module]), Some(input.to_path_buf())));
+    }
+    let text = std::fs::read_to_string(input).context(input.display())?;
+    let r: DataReport = serde_json::from_str(&text).context(format_args!("{}: not a report JSON", input.display()))?;
+    if r.by != [Dim::Module] {
+        return Err(CmdError::input(format!(
+            "{}: the report must be grouped by module only (report --by module --format json)",
+            input.display()
+        )));
+    }
+    Ok((r, None))
+}
+
+/// Writes each verdict's next stage into the state; the number of changes.
+fn apply(st: &mut State, verdicts: &[Verdict]) -> usize {
+    let mut changed = 0;
+    for v in verdicts {
+        st.stages.entry(v.module.as_str().into()).or_insert(v.stage);
+        if st.set(v.module.as_str(), v.next_stage, "gate", &format!("{:?}: {}", v.verdict, v.reason).to_lowercase()) {
+            changed += 1;
+        }
+    }
+    changed
+}

@@ -1,0 +1,162 @@
+//! The app state and the router: `app(state)` is what both `serve` and the
+//! `oneshot` tests drive.
+
+use super::admin;
+use super::config::Config;
+use super::metrics::Metrics;
+use super::pipeline;
+use super::recorder::Recorder;
+use super::shadow::Shadow;
+use super::stages::ModuleStages;
+use super::upstream::Upstream;
+use super::{Recording, ServeError};
+use crate::diff::Differ;
+use crate::sink::SinkSender;
+use crate::sink::sampling::Sampler;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use shadowgate_core::Protocol;
+use shadowgate_runtime::{NativeRuntime, Runtime, Runtimes, WasmRuntime};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Everything a request needs.
+pub struct AppState {
+    /// The config.
+    pub config: Config,
+    /// Both runtimes.
+    pub rts: Runtimes,
+    /// The wasm runtime, for its stats.
+    pub wasm: Arc<WasmRuntime>,
+    /// Upstream client.
+    pub upstream: Upstream,
+    /// Shadow executor.
+    pub shadow: Shadow,
+    /// Where diff records and cases go.
+    pub records: SinkSender,
+    /// Samples and records cases.
+    pub recorder: Arc<Recorder>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Module stages, changeable while serving.
+    pub modules: Arc<ModuleStages>,
+    pub(super) admin_token: Option<String>,
+    seq: AtomicU64,
+    pub(super) streams: AtomicUsize,
+}
+
+impl AppState {
+    /// Builds the state: runtimes (the guest loaded and checked), upstream
+    /// client, shadow workers. Records and cases go to `rec`.
+    pub fn new(
+        config: Config,
+        wasm: Arc<WasmRuntime>,
+        differ: Arc<Differ>,
+        rec: Recording,
+        metrics: Arc<Metrics>,
+    ) -> Result<AppState, ServeError> {
+        let records = rec.sink;
+        let recorder = Arc::new(Recorder::new(
+            Sampler::new(&config.sampling, rec.new_version),
+            rec.redactor,
+            rec.stats,
+            differ.ruleset().version(),
+        ));
+        let upstream = Upstream::new(&config)?;
+        let admin_token = match &config.admin_token_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                ServeError::config("admin_token_env", format!("environment variable {var} is not set"))
+            })?),
+            None => None,
+        };
+        let rts = Runtimes { native: Arc::new(NativeRuntime::new()), wasm: wasm.clone() };
+        let modules = Arc::new(ModuleStages::new(&config, metrics.clone())?);
+        let shadow = Shadow::start(
+            &config.shadow,
+            rts.clone(),
+            differ,
+            records.clone(),
+            recorder.clone(),
+            modules.clone(),
+            metrics.clone(),
+        );
+        metrics.observe_wasm(&wasm.stats());
+        Ok(AppState {
+            config,
+            rts,
+            wasm,
+            upstream,
+            shadow,
+            records,
+            recorder,
+            metrics,
+            modules,
+            admin_token,
+            seq: AtomicU64::new(0),
+            streams: AtomicUsize::new(0),
+        })
+    }
+
+    /// Waits (up to `limit`) until no stream is being pumped.
+    pub async fn streams_done(&self, limit: Duration) {
+        let start = Instant::now();
+        while self.streams.load(Ordering::Acquire) > 0 && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A new request id and its sequence number (the `id_seed` of its context).
+    pub(super) fn request_id(&self) -> (String, u64) {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let d = Sha256::digest(format!("{}-{n}-{}", crate::clock::now_nanos(), std::process::id()));
+        (format!("req_{}", shadowgate_core::context::hex(&d[..12])), n)
+    }
+}
+
+/// The app's router.
+pub fn app(state: Arc<AppState>) -> Router {
+    let client = |protocol: Protocol| {
+        post(move |s: State<Arc<AppState>>, h: axum::http::HeaderMap, b: axum::body::Body| {
+            pipeline::serve(s.0, protocol, h, b)
+        })
+    };
+    Router::new()
+        .route(Protocol::OpenAiChat.endpoint(), client(Protocol::OpenAiChat))
+        .route(Protocol::AnthropicMessages.endpoint(), client(Protocol::AnthropicMessages))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/modes", get(admin::modes))
+        .route("/admin/modules", get(admin::modules))
+        .route("/admin/modules/{module}", post(admin::set_module))
+        .with_state(state)
+}
+
+async fn models(State(st): State<Arc<AppState>>) -> Response {
+    let data: Vec<Value> = st
+        .config
+        .routes
+        .iter()
+        .filter(|r| !r.model.contains('*'))
+        .map(|r| json!({"id": r.model, "object": "model", "created": 0, "owned_by": r.provider}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    // The state exists only once the guest is loaded and its ABI and capabilities checked.
+    let abi = st.wasm.capabilities().abi;
+    axum::Json(json!({"ready": true, "guest_sha256": st.wasm.module_sha256(), "abi": abi})).into_response()
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    st.metrics.observe_wasm(&st.wasm.stats());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], st.metrics.render()).into_response()
+}
