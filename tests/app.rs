@@ -16,6 +16,7 @@ use tower::ServiceExt;
 
 const CONFIG: &str = r#"
 listen = "127.0.0.1:0"
+trust_tenant_header = true
 admin_token_env = "SG_TEST_ADMIN_TOKEN"
 max_body_bytes = 1024
 [[providers]]
@@ -33,6 +34,13 @@ allow_mode_header = true
 name = "strict"
 header_value = "strict"
 mode = "native_primary"
+[[tenants]]
+name = "prod"
+api_key_sha256 = ["0160b68d1ffc5cc72b7872e79bcee346da291365a91873788d1f8da259180c15"]
+[[tenants]]
+name = "testers"
+header_value = "qa-team"
+allow_mode_header = true
 [modules]
 state_file = "/dev/null/unused"
 "#;
@@ -40,13 +48,18 @@ state_file = "/dev/null/unused"
 static WASM: LazyLock<Arc<WasmRuntime>> =
     LazyLock::new(|| Arc::new(WasmRuntime::embedded(WasmConfig { cache_dir: None, ..WasmConfig::default() }).unwrap()));
 
-/// A state with `extra` top-level keys; each has its own state file.
+/// A state with `extra` top-level keys.
 fn state(extra: &str) -> Arc<AppState> {
+    state_of(&(extra.to_string() + CONFIG))
+}
+
+/// A state from config `text`; each has its own state file.
+fn state_of(text: &str) -> Arc<AppState> {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let file = std::env::temp_dir().join(format!("shadowgate-app-{}-{n}/modules.json", std::process::id()));
     let _ = std::fs::remove_file(&file);
-    let text = extra.to_string() + &CONFIG.replace("/dev/null/unused", &file.display().to_string());
+    let text = text.replace("/dev/null/unused", &file.display().to_string());
     let cfg = Config::parse(&text, "app.toml").unwrap();
     let (rec, _records) = Recording::channel(1024);
     build(cfg, WASM.clone(), rec).unwrap()
@@ -122,6 +135,30 @@ async fn mode_overrides_are_checked_before_anything_is_called() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(v["error"]["type"], "permission_error");
     assert_eq!(headers["x-shadowgate-mode"], "-");
+}
+
+#[tokio::test]
+async fn a_tenant_and_its_mode_cannot_be_claimed_by_a_header() {
+    let st = state("");
+    let body = json!({"model": "gpt-4o", "messages": []}).to_string();
+    // Holding prod's key and naming another tenant (by name or header value) does not make one that tenant.
+    for claimed in ["testers", "qa-team"] {
+        let headers =
+            [("x-api-key", "sk-prod"), ("x-shadowgate-tenant", claimed), ("x-shadowgate-mode", "wasm_primary")];
+        let (status, _, v) = send(&st, post("/v1/chat/completions", body.clone(), &headers)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{claimed}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("\"prod\""), "{v}");
+    }
+    // Anonymous: the default tenant, which may not set its mode although its config allows the header.
+    let headers = [("x-shadowgate-tenant", "testers"), ("x-shadowgate-mode", "wasm_primary")];
+    let (status, _, v) = send(&st, post("/v1/messages", body.clone(), &headers)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(v["error"]["message"].as_str().unwrap().contains("\"default\""), "{v}");
+    // Without a trusted front the header is ignored altogether.
+    let untrusted = state_of(&CONFIG.replace("trust_tenant_header = true", "trust_tenant_header = false"));
+    let headers = [("x-shadowgate-tenant", "qa-team"), ("x-shadowgate-mode", "wasm_primary")];
+    let (status, _, _) = send(&untrusted, post("/v1/messages", body, &headers)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

@@ -18,6 +18,9 @@ use std::time::Duration;
 
 const ANY: &str = "127.0.0.1:0";
 
+/// The key of the `tester` tenant, the one allowed to set `x-shadowgate-mode`.
+const TESTER: (&str, &str) = ("authorization", "Bearer sk-tester");
+
 struct Proxy {
     url: String,
     records: Receiver<SinkRecord>,
@@ -28,6 +31,7 @@ fn config(mock: SocketAddr, extra_top: &str, extra: &str) -> Config {
     let text = format!(
         r#"
 listen = "127.0.0.1:0"
+trust_tenant_header = true
 pass_headers = ["x-mock-script", "x-mock-case"]
 max_body_bytes = 65536
 {extra_top}
@@ -61,6 +65,10 @@ model = "claude-*"
 provider = "anthropic"
 [[tenants]]
 name = "default"
+allow_mode_header = true
+[[tenants]]
+name = "tester"
+api_key_sha256 = ["db667cc674848cc826af16172cbf7ed6f6284212d15af34a025969523a31f57c"]
 allow_mode_header = true
 [[tenants]]
 name = "strict"
@@ -167,7 +175,8 @@ async fn every_mode_serves_both_protocols_streaming_and_not() {
                     continue; // cross-protocol routes are bound to their endpoint
                 }
                 for stream in [false, true] {
-                    let r = post(&p, client, &body(client, model, stream), &[("x-shadowgate-mode", mode)]).await;
+                    let headers = [TESTER, ("x-shadowgate-mode", mode)];
+                    let r = post(&p, client, &body(client, model, stream), &headers).await;
                     assert_eq!(r.status(), 200, "{mode} {client} {model} {stream}");
                     assert_eq!(r.headers()["x-shadowgate-mode"], mode);
                     assert_eq!(r.headers()["x-shadowgate-runtime"], runtime, "{mode} {client} {model}");
@@ -192,7 +201,8 @@ async fn every_mode_serves_both_protocols_streaming_and_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_global_native_primary_wins_and_overrides_need_permission() {
     let p = start(config(mock().await, "mode = \"native_primary\"\nmode_locked = true", ""), None).await;
-    let r = post(&p, "openai", &body("openai", "gpt-4o", false), &[("x-shadowgate-mode", "wasm_primary")]).await;
+    let r =
+        post(&p, "openai", &body("openai", "gpt-4o", false), &[TESTER, ("x-shadowgate-mode", "wasm_primary")]).await;
     assert_eq!((r.status().as_u16(), r.headers()["x-shadowgate-runtime"].to_str().unwrap()), (200, "native"));
     assert_eq!(r.headers()["x-shadowgate-mode"], "native_primary");
 

@@ -9,7 +9,7 @@ use crate::gate::Thresholds;
 use crate::stage::Stage;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -45,15 +45,7 @@ pub async fn modes(
 ) -> Result<Response, AdminError> {
     check(&st, &headers)?;
     let cfg = &st.config;
-    let mut h = HeaderMap::new();
-    if let Some(t) = q.get("tenant").and_then(|t| HeaderValue::from_str(t).ok()) {
-        h.insert(
-            HeaderName::from_bytes(cfg.tenant_header.as_bytes())
-                .unwrap_or(HeaderName::from_static("x-shadowgate-tenant")),
-            t,
-        );
-    }
-    let tenant = tenant::identify(cfg, &h);
+    let tenant = tenant::by_name(cfg, q.get("tenant").map_or("default", String::as_str));
     let route = q.get("route").and_then(|id| cfg.routes.iter().find(|r| &r.id == id));
     let header_mode = q.get("mode").and_then(|m| m.parse().ok());
     let body = match tenant::resolve(cfg, &tenant, route, header_mode) {

@@ -65,9 +65,12 @@ pub struct Config {
     /// Request headers passed through to the upstream.
     #[serde(default)]
     pub pass_headers: Vec<String>,
-    /// Header naming the tenant.
+    /// Header naming the tenant (by a tenant's `header_value`), honoured only with `trust_tenant_header`.
     #[serde(default = "d_tenant_header")]
     pub tenant_header: String,
+    /// A trusted front (gateway, mesh) sets the tenant header and strips any client copy.
+    #[serde(default)]
+    pub trust_tenant_header: bool,
     /// Header whose value keeps `split:P` sticky (e.g. a user id); the request id when absent.
     #[serde(default)]
     pub split_key_header: Option<String>,
