@@ -122,13 +122,26 @@ pub struct ModuleReport {
     pub examples: Vec<String>,
 }
 
+/// A case whose replay did not finish (a panic in the harness).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CaseFailure {
+    /// The case id.
+    pub id: String,
+    /// What happened.
+    pub error: String,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// What was replayed.
     pub input: String,
-    /// Cases.
+    /// Cases loaded.
     pub cases: usize,
+    /// Cases whose every call was replayed and compared.
+    pub replayed: usize,
+    /// Cases whose replay did not finish; any makes the replay fail (exit 2).
+    pub failed: Vec<CaseFailure>,
     /// Module calls.
     pub calls: u64,
     /// Whether recorded outputs were checked.
@@ -187,8 +200,33 @@ fn run_case(
         .collect()
 }
 
+/// The runtime replayed against the native core, and what it is.
+pub struct Candidate {
+    /// The runtime.
+    pub runtime: Box<dyn Runtime>,
+    /// Its module's SHA-256.
+    pub guest_sha256: String,
+    /// Where it came from.
+    pub source: String,
+}
+
+impl Candidate {
+    /// A wasm guest as the candidate.
+    pub fn wasm(rt: WasmRuntime) -> Candidate {
+        let (guest_sha256, source) = (rt.module_sha256().to_string(), rt.source().to_string());
+        Candidate { runtime: Box::new(rt), guest_sha256, source }
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
 /// Replays `cases` with `candidate` against the native core under `rules`.
-pub fn run(input: &str, cases: &[ReplayCase], candidate: &WasmRuntime, rules: Ruleset, opts: &Options) -> Report {
+pub fn run(input: &str, cases: &[ReplayCase], candidate: &Candidate, rules: Ruleset, opts: &Options) -> Report {
     let start = Instant::now();
     let differ = Differ::new(rules);
     let native = NativeRuntime::new();
@@ -206,7 +244,7 @@ pub fn run(input: &str, cases: &[ReplayCase], candidate: &WasmRuntime, rules: Ru
         None
     };
     let step = (cases.len() / 10).max(1);
-    let results: Vec<(usize, Vec<CallOutcome>)> = std::thread::scope(|s| {
+    let results: Vec<(usize, Result<Vec<CallOutcome>, String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..opts.jobs.max(1))
             .map(|_| {
                 s.spawn(|| {
@@ -214,7 +252,12 @@ pub fn run(input: &str, cases: &[ReplayCase], candidate: &WasmRuntime, rules: Ru
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(c) = cases.get(i) else { break };
-                        out.push((i, run_case(c, &native, candidate, &differ, opts.module)));
+                        // A panic in one case is that case's failure, never a silent gap.
+                        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            run_case(c, &native, candidate.runtime.as_ref(), &differ, opts.module)
+                        }))
+                        .map_err(|p| panic_message(p.as_ref()));
+                        out.push((i, outcome));
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         match &bar {
                             Some(b) => b.inc(1),
@@ -228,14 +271,27 @@ pub fn run(input: &str, cases: &[ReplayCase], candidate: &WasmRuntime, rules: Ru
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| vec![(usize::MAX, Err(panic_message(p.as_ref())))]))
+            .collect()
     });
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let mut modules: BTreeMap<Module, Acc> = BTreeMap::new();
+    let mut failed = Vec::new();
+    let mut replayed = 0;
     for (i, outcomes) in &results {
-        let id = &cases[*i].case.id;
+        let id = cases.get(*i).map_or("(a replay worker)", |c| c.case.id.as_str());
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(e) => {
+                failed.push(CaseFailure { id: id.into(), error: e.clone() });
+                continue;
+            }
+        };
+        replayed += 1;
         for o in outcomes {
             modules.entry(o.module).or_default().add(id, o);
         }
@@ -286,6 +342,8 @@ pub fn run(input: &str, cases: &[ReplayCase], candidate: &WasmRuntime, rules: Ru
     Report {
         input: input.into(),
         cases: cases.len(),
+        replayed,
+        failed,
         calls: reports.iter().map(|r| r.calls).sum(),
         baseline_outputs: cases.iter().any(|c| !c.recorded.is_empty()),
         ruleset: differ.ruleset().version(),
@@ -293,14 +351,15 @@ pub fn run(input: &str, cases: &[ReplayCase], candidate: &WasmRuntime, rules: Ru
         versions: json!({
             "native": {"core_version": shadowgate_core::dispatch::CORE_VERSION,
                        "modules": Module::ALL.iter().map(|m| (m.as_str(), m.version())).collect::<BTreeMap<_, _>>()},
-            "candidate": {"guest_sha256": candidate.module_sha256(), "source": candidate.source(),
-                          "core_version": candidate.capabilities().core_version, "modules": candidate.capabilities().modules},
+            "candidate": {"guest_sha256": candidate.guest_sha256, "source": candidate.source,
+                          "core_version": candidate.runtime.capabilities().core_version,
+                          "modules": candidate.runtime.capabilities().modules},
             "baseline": baseline,
         }),
         thresholds: json!({"max_diff_rate": opts.max_diff_rate, "max_error_rate": opts.max_error_rate}),
         exceeded,
         elapsed_s: elapsed,
-        cases_per_s: cases.len() as f64 / elapsed.max(1e-9),
+        cases_per_s: replayed as f64 / elapsed.max(1e-9),
     }
 }
 
@@ -377,8 +436,8 @@ impl Acc {
 /// The report as an aligned text table (stdout).
 pub fn render_text(r: &Report) -> String {
     let mut s = format!(
-        "replayed {} cases ({} module calls) from {} in {:.2} s ({:.0} cases/s), ruleset {}\n",
-        r.cases, r.calls, r.input, r.elapsed_s, r.cases_per_s, r.ruleset
+        "replayed {} of {} cases ({} module calls) from {} in {:.2} s ({:.0} cases/s), ruleset {}\n",
+        r.replayed, r.cases, r.calls, r.input, r.elapsed_s, r.cases_per_s, r.ruleset
     );
     s += &format!(
         "candidate guest {} ({})\n\n",
@@ -408,6 +467,9 @@ pub fn render_text(r: &Report) -> String {
             paths.join("; ")
         );
     }
+    for f in &r.failed {
+        s += &format!("\nreplay of case {} failed: {}\n", f.id, f.error);
+    }
     if r.exceeded.is_empty() {
         s += "\nwithin thresholds\n";
     } else {
@@ -422,8 +484,15 @@ pub fn render_text(r: &Report) -> String {
 /// The report as Markdown (for CI job summaries and PR comments).
 pub fn render_markdown(r: &Report) -> String {
     let mut s = format!(
-        "## shadowgate replay: {}\n\n{} cases, {} module calls, ruleset `{}`, candidate guest `{}`.\n\n",
-        if r.exceeded.is_empty() { "within thresholds" } else { "thresholds exceeded" },
+        "## shadowgate replay: {}\n\n{} of {} cases replayed, {} module calls, ruleset `{}`, candidate guest `{}`.\n\n",
+        if !r.failed.is_empty() {
+            "replay failed"
+        } else if r.exceeded.is_empty() {
+            "within thresholds"
+        } else {
+            "thresholds exceeded"
+        },
+        r.replayed,
         r.cases,
         r.calls,
         r.ruleset,
@@ -453,17 +522,68 @@ pub fn render_markdown(r: &Report) -> String {
     for e in &r.exceeded {
         s += &format!("\n- **exceeded**: {e}");
     }
+    for f in &r.failed {
+        s += &format!("\n- **replay failed** on case `{}`: {}", f.id, f.error);
+    }
     s + "\n"
 }
 
 /// Loads the candidate: `--guest PATH`, else the embedded guest.
-pub fn candidate(guest: Option<&PathBuf>) -> Result<WasmRuntime, InputError> {
+pub fn candidate(guest: Option<&PathBuf>) -> Result<Candidate, InputError> {
     let cfg = WasmConfig::default();
-    match guest {
+    let rt = match guest {
         Some(p) => WasmRuntime::from_file(p, cfg)
-            .map_err(|e| InputError { path: p.display().to_string(), message: e.to_string() }),
-        None => {
-            WasmRuntime::embedded(cfg).map_err(|e| InputError { path: "embedded guest".into(), message: e.to_string() })
+            .map_err(|e| InputError { path: p.display().to_string(), message: e.to_string() })?,
+        None => WasmRuntime::embedded(cfg)
+            .map_err(|e| InputError { path: "embedded guest".into(), message: e.to_string() })?,
+    };
+    Ok(Candidate::wasm(rt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowgate_runtime::{Capabilities, RuntimeError, RuntimeKind, Stream};
+
+    /// The native core, except that it panics (outside any guard) on one case's requests.
+    struct PanicsOn(NativeRuntime, &'static str);
+
+    impl Runtime for PanicsOn {
+        fn kind(&self) -> RuntimeKind {
+            RuntimeKind::Wasm
         }
+        fn capabilities(&self) -> &Capabilities {
+            self.0.capabilities()
+        }
+        fn call(&self, op: &str, input: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+            if String::from_utf8_lossy(input).contains(self.1) {
+                panic!("the harness broke on this input");
+            }
+            self.0.call(op, input)
+        }
+        fn open_stream(&self, options: &[u8]) -> Result<Box<dyn Stream>, RuntimeError> {
+            self.0.open_stream(options)
+        }
+    }
+
+    #[test]
+    fn a_case_that_panics_fails_the_replay_by_name() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cases = load_input(&root.join("replay/cases")).unwrap();
+        let target = cases.iter().find(|c| c.case.upstream_response.is_some()).unwrap();
+        let model = target.case.request["model"].as_str().unwrap().to_string();
+        let marker: &'static str = Box::leak(format!("\"model\":\"{model}\"").into_boxed_str());
+        let runtime = Box::new(PanicsOn(NativeRuntime::new(), marker));
+        let candidate = Candidate { runtime, guest_sha256: "test".into(), source: "test".into() };
+        let opts = Options { module: None, max_diff_rate: 0.0, max_error_rate: 0.0, jobs: 2, progress_bar: false };
+        let report = run("cases", &cases, &candidate, Ruleset::load(None).unwrap(), &opts);
+        let expected: Vec<&str> =
+            cases.iter().filter(|c| c.case.request["model"] == model.as_str()).map(|c| c.case.id.as_str()).collect();
+        assert!(!report.failed.is_empty());
+        assert_eq!(report.failed.len(), expected.len());
+        assert!(report.failed.iter().all(|f| expected.contains(&f.id.as_str())), "{:?}", report.failed);
+        assert_eq!(report.replayed + report.failed.len(), report.cases);
+        assert!(report.failed[0].error.contains("the harness broke"));
+        assert!(render_text(&report).contains(&format!("replayed {} of {} cases", report.replayed, report.cases)));
     }
 }

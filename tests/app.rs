@@ -226,3 +226,28 @@ async fn health_readiness_and_models() {
     let (_, _, v) = send(&st, get("/v1/models", None)).await;
     assert_eq!(v["data"], json!([]), "wildcard routes are not listed as models");
 }
+
+#[tokio::test]
+async fn a_stream_task_that_panics_does_not_hold_up_shutdown() {
+    let st = state("");
+    let guard = st.stream_started();
+    assert_eq!(st.streams_in_flight(), 1);
+    let task = tokio::spawn(async move {
+        let _guard = guard;
+        panic!("a bug in the pump");
+    });
+    assert!(task.await.is_err());
+    assert_eq!(st.streams_in_flight(), 0);
+    let start = std::time::Instant::now();
+    st.streams_done(std::time::Duration::from_secs(30)).await;
+    assert!(start.elapsed() < std::time::Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_dead_sink_writer_fails_readiness() {
+    let st = state("");
+    st.sink.writer_down.store(true, Ordering::Release);
+    let (status, _, v) = send(&st, get("/readyz", None)).await;
+    assert_eq!((status, v["ready"].as_bool()), (StatusCode::SERVICE_UNAVAILABLE, Some(false)));
+    assert!(v["reason"].as_str().unwrap().contains("sink writer"));
+}

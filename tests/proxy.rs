@@ -398,3 +398,24 @@ async fn health_readiness_models_metrics_and_admin() {
     let v: Value = r.json().await.unwrap();
     assert_eq!((v["tenant"].as_str(), v["modules"]["compat"].as_str()), (Some("strict"), Some("shadow")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_latency_is_each_sides_own_conversion_time() {
+    let p = start(config(mock().await, "mode = \"shadow\"", ""), None).await;
+    let started = std::time::Instant::now();
+    let r = post(&p, "openai", &body("openai", "gpt-via-anthropic", true), &[("x-mock-script", "slow")]).await;
+    let raw = r.text().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(text_of("openai", true, &raw), ANSWER);
+    assert!(took >= Duration::from_millis(150), "the slow script spreads the stream over {took:?}");
+    let recs = records(&p, 5);
+    let stream = recs.iter().find(|r| r.result.module == shadowgate_core::Module::Streaming).expect("a stream record");
+    // Before, the primary side counted the waits for upstream chunks (the whole stream's duration).
+    assert!(
+        stream.latency_main_us < 50_000,
+        "primary conversion {} µs while the stream took {took:?}",
+        stream.latency_main_us
+    );
+    let delta = stream.latency_shadow_us as i64 - stream.latency_main_us as i64;
+    assert!(delta.abs() < 50_000, "shadow {} µs vs primary {} µs", stream.latency_shadow_us, stream.latency_main_us);
+}

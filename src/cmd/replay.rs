@@ -1,6 +1,6 @@
 //! `replay`: re-check a baseline in both runtimes.
 
-use super::{CmdResult, Context, agreed, print};
+use super::{CmdError, CmdResult, Context, agreed, print};
 use crate::diff::Ruleset;
 use crate::replay::{self, Options};
 use shadowgate_core::Module;
@@ -58,5 +58,16 @@ pub fn run(a: Args) -> CmdResult {
         std::fs::write(p, replay::render_markdown(&report)).context(p.display())?;
     }
     print(&replay::render_text(&report));
+    verdict(&report)
+}
+
+/// Exit 2 naming the first case whose replay did not finish, else 0 or 1 by the thresholds.
+pub fn verdict(report: &replay::Report) -> CmdResult {
+    if let Some(f) = report.failed.first() {
+        return Err(CmdError::input(format!(
+            "replay of case {} failed ({} of {} cases replayed): {}",
+            f.id, report.replayed, report.cases, f.error
+        )));
+    }
     Ok(agreed(report.exceeded.is_empty()))
 }

@@ -11,8 +11,8 @@ use super::stages::ModuleStages;
 use super::upstream::Upstream;
 use super::{Recording, ServeError};
 use crate::diff::Differ;
-use crate::sink::SinkSender;
 use crate::sink::sampling::Sampler;
+use crate::sink::{SinkSender, SinkStats};
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
@@ -46,9 +46,11 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Module stages, changeable while serving.
     pub modules: Arc<ModuleStages>,
+    /// The sink's counters and health.
+    pub sink: SinkStats,
     pub(super) admin_token: Option<String>,
     seq: AtomicU64,
-    pub(super) streams: AtomicUsize,
+    streams: AtomicUsize,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
         metrics: Arc<Metrics>,
     ) -> Result<AppState, ServeError> {
         let records = rec.sink;
+        let sink = rec.stats.clone();
         let recorder = Arc::new(Recorder::new(
             Sampler::new(&config.sampling, rec.new_version),
             rec.redactor,
@@ -97,6 +100,7 @@ impl AppState {
             recorder,
             metrics,
             modules,
+            sink,
             admin_token,
             seq: AtomicU64::new(0),
             streams: AtomicUsize::new(0),
@@ -111,11 +115,31 @@ impl AppState {
         }
     }
 
+    /// Counts a stream as in flight until the returned guard drops (also when its task panics).
+    pub fn stream_started(self: &Arc<Self>) -> InFlight {
+        self.streams.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// Streams being pumped.
+    pub fn streams_in_flight(&self) -> usize {
+        self.streams.load(Ordering::Acquire)
+    }
+
     /// A new request id and its sequence number (the `id_seed` of its context).
     pub(super) fn request_id(&self) -> (String, u64) {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let d = Sha256::digest(format!("{}-{n}-{}", crate::clock::now_nanos(), std::process::id()));
         (format!("req_{}", shadowgate_core::context::hex(&d[..12])), n)
+    }
+}
+
+/// A stream in flight; dropping it (normally or while unwinding) ends it.
+pub struct InFlight(Arc<AppState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -153,7 +177,12 @@ async fn models(State(st): State<Arc<AppState>>) -> Response {
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     // The state exists only once the guest is loaded and its ABI and capabilities checked.
     let abi = st.wasm.capabilities().abi;
-    axum::Json(json!({"ready": true, "guest_sha256": st.wasm.module_sha256(), "abi": abi})).into_response()
+    let body = json!({"ready": true, "guest_sha256": st.wasm.module_sha256(), "abi": abi});
+    if st.sink.writer_down.load(Ordering::Acquire) {
+        let body = json!({"ready": false, "reason": "the sink writer stopped: records are not written"});
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    axum::Json(body).into_response()
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {

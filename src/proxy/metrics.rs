@@ -106,6 +106,15 @@ pub struct Metrics {
     pub module_latency_delta: Family<ModuleLabels, Gauge<f64, AtomicU64>>,
     /// Automatic rollbacks per module.
     pub rollbacks: Family<ModuleLabels, Counter>,
+    /// Panics caught in background threads (`shadow`), which then went on.
+    pub worker_panics: Family<ThreadLabels, Counter>,
+}
+
+/// A background thread's label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThreadLabels {
+    /// `shadow`.
+    pub thread: String,
 }
 
 impl Metrics {
@@ -131,6 +140,7 @@ impl Metrics {
             module_error_rate: Family::default(),
             module_latency_delta: Family::default(),
             rollbacks: Family::default(),
+            worker_panics: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -155,6 +165,11 @@ impl Metrics {
         );
         r.register("sink_files_written", "Parquet files made visible, by table", sink.files.clone());
         r.register("sink_rows_failed", "Rows lost to write errors, by table", sink.errors.clone());
+        r.register(
+            "sink_writer_panics",
+            "Sink writer panics (the proxy then fails readiness)",
+            sink.writer_panics.clone(),
+        );
         r.register("cases_sampled", "Cases kept, by sampling reason", sink.sampled.clone());
         r.register(
             "wasm_load_seconds",
@@ -177,6 +192,12 @@ impl Metrics {
             m.module_latency_delta.clone(),
         );
         r.register("module_rollbacks", "Automatic rollbacks per module", m.rollbacks.clone());
+        r.register(
+            "worker_panics",
+            "Panics caught in background threads, which were logged and went on",
+            m.worker_panics.clone(),
+        );
+        drop(m.worker_panics.get_or_create(&ThreadLabels { thread: "shadow".into() }));
         Metrics { registry, ..m }
     }
 

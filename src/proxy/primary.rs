@@ -121,7 +121,7 @@ impl Served {
 }
 
 /// Microseconds since `start`.
-pub fn elapsed_us(start: Instant) -> u64 {
+fn elapsed_us(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 

@@ -3,7 +3,7 @@
 //! pool of worker threads; a full queue drops the job (counted), never
 //! blocks. Results go to the record channel, also bounded.
 
-use super::metrics::{KindLabels, Metrics, ModuleRuntimeLabels, OutcomeLabels};
+use super::metrics::{KindLabels, Metrics, ModuleRuntimeLabels, OutcomeLabels, ThreadLabels};
 use super::recorder::{Exchange, Recorder};
 use super::stages::ModuleStages;
 use crate::diff::{DiffResult, Differ, Outcome};
@@ -210,18 +210,40 @@ fn worker(
             Err(_) => return,
         };
         metrics.shadow_queue_depth.dec();
-        let mut diverged = false;
-        for c in &job.calls {
-            let r = run_call(rts, differ, &job.dims, c, metrics);
-            diverged |= !r.result.agrees();
-            stages.observe(&r);
-            emit(records, metrics, r);
+        // A panic in one job (the harness's bug, not the guest's: guest failures are
+        // error values) is counted and logged, and the worker goes on with the next.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_job(&job, rts, differ, records, recorder, stages, metrics)
+        }));
+        if let Err(p) = run {
+            let message =
+                p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+            metrics.worker_panics.get_or_create(&ThreadLabels { thread: "shadow".into() }).inc();
+            tracing::error!(request_id = %job.dims.request_id, panic = message.as_deref().unwrap_or("?"), "a shadow job panicked; the worker goes on");
         }
-        if let Some(ex) = &job.exchange {
-            let primary =
-                job.calls.iter().find(|c| c.call.module() == Module::Compat).map_or(RuntimeKind::Native, |c| c.primary);
-            recorder.record(rts, primary, &job.dims, ex, diverged, records);
-        }
+    }
+}
+
+fn run_job(
+    job: &ShadowJob,
+    rts: &Runtimes,
+    differ: &Differ,
+    records: &SinkSender,
+    recorder: &Recorder,
+    stages: &ModuleStages,
+    metrics: &Metrics,
+) {
+    let mut diverged = false;
+    for c in &job.calls {
+        let r = run_call(rts, differ, &job.dims, c, metrics);
+        diverged |= !r.result.agrees();
+        stages.observe(&r);
+        emit(records, metrics, r);
+    }
+    if let Some(ex) = &job.exchange {
+        let primary =
+            job.calls.iter().find(|c| c.call.module() == Module::Compat).map_or(RuntimeKind::Native, |c| c.primary);
+        recorder.record(rts, primary, &job.dims, ex, diverged, records);
     }
 }
 
@@ -292,5 +314,91 @@ impl ShadowConfig {
             return Err(crate::toml_error::Invalid::new("shadow.workers", "workers and queue_size must be at least 1"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::Ruleset;
+    use crate::proxy::config::Config;
+    use crate::sink::redact::Redactor;
+    use crate::sink::sampling::Sampler;
+    use crate::sink::{SinkRecord, SinkStats};
+    use shadowgate_core::Protocol;
+    use shadowgate_runtime::{Capabilities, NativeRuntime, Stream};
+
+    /// The native core, panicking (outside any guard) on input that contains `boom`.
+    struct Boom(NativeRuntime);
+
+    impl Runtime for Boom {
+        fn kind(&self) -> RuntimeKind {
+            RuntimeKind::Wasm
+        }
+        fn capabilities(&self) -> &Capabilities {
+            self.0.capabilities()
+        }
+        fn call(&self, op: &str, input: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+            assert!(!String::from_utf8_lossy(input).contains("boom"), "a harness bug");
+            self.0.call(op, input)
+        }
+        fn open_stream(&self, options: &[u8]) -> Result<Box<dyn Stream>, RuntimeError> {
+            self.0.open_stream(options)
+        }
+    }
+
+    fn job(text: &str, n: usize) -> ShadowJob {
+        let dims = Dims {
+            request_id: format!("req_{n}"),
+            timestamp_us: 0,
+            tenant: "t".into(),
+            route: "r".into(),
+            endpoint: "/v1/messages".into(),
+            client_protocol: Protocol::AnthropicMessages,
+            upstream_protocol: Some(Protocol::AnthropicMessages),
+            model: "m".into(),
+            stream: false,
+            mode: "shadow".into(),
+            compat_profile: String::new(),
+        };
+        let call = ShadowCall {
+            call: plan::tokenizer_call(Protocol::AnthropicMessages, text),
+            primary: RuntimeKind::Native,
+            shadow: RuntimeKind::Wasm,
+            primary_output: None,
+            primary_us: 0,
+        };
+        ShadowJob { dims: Arc::new(dims), calls: vec![call], exchange: None }
+    }
+
+    #[test]
+    fn a_job_that_panics_is_counted_and_the_worker_goes_on() {
+        let cfg = Config::parse(
+            "[[providers]]\nname = \"p\"\nprotocol = \"openai-chat\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+             [[routes]]\nid = \"r\"\nmodel = \"*\"\nprovider = \"p\"\n\
+             [modules]\nstate_file = \"/nonexistent/shadowgate-test/modules.json\"\n[shadow]\nworkers = 1\n",
+            "t.toml",
+        )
+        .unwrap();
+        let stats = SinkStats::default();
+        let metrics = Arc::new(Metrics::new(&stats));
+        let (records, rx) = SinkSender::channel(64, stats.clone());
+        let recorder = Arc::new(Recorder::new(
+            Sampler::new(&cfg.sampling, false),
+            Arc::new(Redactor::ephemeral(&[])),
+            stats,
+            "v1".into(),
+        ));
+        let stages = Arc::new(ModuleStages::new(&cfg, metrics.clone()).unwrap());
+        let rts = Runtimes { native: Arc::new(NativeRuntime::new()), wasm: Arc::new(Boom(NativeRuntime::new())) };
+        let differ = Arc::new(Differ::new(Ruleset::load(None).unwrap()));
+        let shadow = Shadow::start(&cfg.shadow, rts, differ, records, recorder, stages, metrics.clone());
+        assert!(shadow.submit(job("boom", 1)));
+        assert!(shadow.submit(job("a fine sentence", 2)));
+        shadow.drain();
+        let got: Vec<SinkRecord> = rx.try_iter().collect();
+        assert_eq!(got.len(), 1, "the second job still ran");
+        assert!(matches!(&got[0], SinkRecord::Diff(d) if d.dims.request_id == "req_2" && d.result.agrees()));
+        assert_eq!(metrics.worker_panics.get_or_create(&ThreadLabels { thread: "shadow".into() }).get(), 1);
     }
 }

@@ -7,7 +7,7 @@
 use super::app::AppState;
 use super::metrics::ModuleRuntimeLabels;
 use super::mode::{self, Resolution};
-use super::primary::{Served, elapsed_us, module_mode, submit};
+use super::primary::{Served, module_mode, submit};
 use super::recorder::{Answer, Exchange};
 use super::shadow::ShadowCall;
 use super::upstream::without_url;
@@ -20,12 +20,69 @@ use futures_util::StreamExt;
 use shadowgate_core::Module;
 use shadowgate_runtime::RuntimeKind;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// The SSE text of a stream envelope (errors carry none: the session turns them into events).
 fn sse_text(envelope: &[u8]) -> String {
     plan::sse_text(envelope).unwrap_or_default()
+}
+
+/// What a stream keeps for its shadow: the upstream bytes and the client
+/// output, up to `cap` upstream bytes. Past the cap the stream is not
+/// shadowed, so both copies are dropped and nothing more is kept.
+#[derive(Debug)]
+pub struct StreamCopy {
+    cap: usize,
+    upstream: Vec<u8>,
+    output: String,
+    over_cap: bool,
+}
+
+impl StreamCopy {
+    /// An empty copy that keeps up to `cap` upstream bytes.
+    pub fn new(cap: usize) -> StreamCopy {
+        StreamCopy { cap, upstream: Vec::new(), output: String::new(), over_cap: false }
+    }
+
+    /// Keeps an upstream chunk; false once the cap is passed.
+    pub fn upstream(&mut self, chunk: &[u8]) -> bool {
+        if !self.over_cap && self.upstream.len().saturating_add(chunk.len()) > self.cap {
+            self.over_cap = true;
+            self.upstream = Vec::new();
+            self.output = String::new();
+        }
+        if !self.over_cap {
+            self.upstream.extend_from_slice(chunk);
+        }
+        !self.over_cap
+    }
+
+    /// Keeps client output (nothing once the cap is passed).
+    pub fn output(&mut self, text: &str) {
+        if !self.over_cap {
+            self.output.push_str(text);
+        }
+    }
+
+    /// The upstream bytes before the last chunk kept (for a native session to replay).
+    pub fn before_last(&self, last: usize) -> &[u8] {
+        &self.upstream[..self.upstream.len().saturating_sub(last)]
+    }
+
+    /// Whether the cap was passed.
+    pub fn over_cap(&self) -> bool {
+        self.over_cap
+    }
+
+    /// Bytes held.
+    pub fn held(&self) -> usize {
+        self.upstream.capacity() + self.output.capacity()
+    }
+
+    /// The upstream bytes and the client output, if the cap was never passed.
+    pub fn into_parts(self) -> Option<(Vec<u8>, String)> {
+        (!self.over_cap).then_some((self.upstream, self.output))
+    }
 }
 
 /// Answers with an event stream fed by a task that pumps `up` through a stream session.
@@ -48,14 +105,14 @@ pub fn respond(
     let fallback = served.fallback;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let task_st = st.clone();
-    st.streams.fetch_add(1, Ordering::AcqRel);
+    let in_flight = st.stream_started();
     tokio::spawn(async move {
+        let _in_flight = in_flight;
         let st = task_st;
-        let cap = st.config.shadow.max_stream_bytes;
-        let mut recorded: Vec<u8> = Vec::new();
-        let mut over_cap = false;
+        let mut copy = StreamCopy::new(st.config.shadow.max_stream_bytes);
         let mut primary = rt.primary;
-        let mut output = String::new();
+        // The primary's own conversion time: the session calls, not the waits for upstream bytes.
+        let mut conversion = std::time::Duration::ZERO;
         let start = Instant::now();
         let mut session = match st.rts.get(primary).open_stream(&options) {
             Ok(s) => s,
@@ -65,6 +122,7 @@ pub fn respond(
                 st.rts.native.open_stream(&options).expect("the native runtime opens streams")
             }
         };
+        conversion += start.elapsed();
         let mut body = up.bytes_stream();
         let mut client_gone = false;
         loop {
@@ -76,11 +134,8 @@ pub fn respond(
                 }
                 None => break,
             };
-            if !over_cap && recorded.len() + chunk.len() <= cap {
-                recorded.extend_from_slice(&chunk);
-            } else {
-                over_cap = true;
-            }
+            let kept = copy.upstream(&chunk);
+            let fed = Instant::now();
             let env = match session.feed(&chunk) {
                 Ok(env) => env,
                 Err(e) => {
@@ -89,28 +144,30 @@ pub fn respond(
                     served.fall_back(&st, &dims, Module::Streaming, &e);
                     primary = RuntimeKind::Native;
                     session = st.rts.native.open_stream(&options).expect("the native runtime opens streams");
-                    if over_cap {
+                    if !kept {
                         break;
                     }
-                    let before = recorded.len() - chunk.len();
-                    let _ = session.feed(&recorded[..before]);
+                    let _ = session.feed(copy.before_last(chunk.len()));
                     session.feed(&chunk).unwrap_or_default()
                 }
             };
+            conversion += fed.elapsed();
             let text = sse_text(&env);
-            output.push_str(&text);
+            copy.output(&text);
             if !text.is_empty() && tx.send(Ok(Bytes::from(text))).await.is_err() {
                 client_gone = true;
                 break;
             }
         }
+        let closed = Instant::now();
         let last = session.close().map(|env| sse_text(&env)).unwrap_or_default();
-        output.push_str(&last);
+        conversion += closed.elapsed();
+        copy.output(&last);
         if !client_gone && !last.is_empty() {
             let _ = tx.send(Ok(Bytes::from(last))).await;
         }
         drop(tx);
-        let us = elapsed_us(start);
+        let us = u64::try_from(conversion.as_micros()).unwrap_or(u64::MAX);
         st.metrics
             .module_seconds
             .get_or_create(&ModuleRuntimeLabels {
@@ -119,27 +176,29 @@ pub fn respond(
             })
             .observe(us as f64 / 1e6);
         let mut whole = None;
-        if over_cap || client_gone {
+        match copy.into_parts().filter(|_| !client_gone) {
             // Without the whole upstream stream there is nothing to replay faithfully.
-            st.metrics.shadow_dropped.inc();
-        } else {
-            let recorded = Bytes::from(recorded);
-            if let Some(shadow) = rt.shadow.filter(|_| primary == rt.primary) {
-                let call = plan::stream_call(&ctx, upstream, client, include_usage, recorded.clone());
-                served.calls.push(ShadowCall {
-                    call,
-                    primary,
-                    shadow,
-                    primary_output: Some(output.into_bytes()),
-                    primary_us: us,
-                });
+            None => {
+                st.metrics.shadow_dropped.inc();
             }
-            exchange.answer = Answer::Stream(recorded);
-            whole = Some(exchange);
+            Some((recorded, output)) => {
+                let recorded = Bytes::from(recorded);
+                if let Some(shadow) = rt.shadow.filter(|_| primary == rt.primary) {
+                    let call = plan::stream_call(&ctx, upstream, client, include_usage, recorded.clone());
+                    served.calls.push(ShadowCall {
+                        call,
+                        primary,
+                        shadow,
+                        primary_output: Some(output.into_bytes()),
+                        primary_us: us,
+                    });
+                }
+                exchange.answer = Answer::Stream(recorded);
+                whole = Some(exchange);
+            }
         }
         served.extra(&st, &res, extra);
         submit(&st, &dims, served.calls, whole);
-        st.streams.fetch_sub(1, Ordering::AcqRel);
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let mut resp = Response::builder()
@@ -153,4 +212,35 @@ pub fn respond(
         resp.headers_mut().insert("x-shadowgate-fallback", HeaderValue::from_static("native"));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_over_the_cap_keeps_nothing_more() {
+        let mut c = StreamCopy::new(100);
+        assert!(c.upstream(&[b'a'; 60]));
+        c.output(&"x".repeat(500));
+        assert_eq!(c.before_last(60).len(), 0);
+        assert!(!c.upstream(&[b'b'; 60]), "120 bytes are over the cap");
+        assert!(c.over_cap());
+        for _ in 0..1000 {
+            c.upstream(&[b'c'; 1000]);
+            c.output(&"y".repeat(1000));
+        }
+        assert_eq!(c.held(), 0, "neither the upstream bytes nor the client output are kept past the cap");
+        assert!(c.into_parts().is_none());
+    }
+
+    #[test]
+    fn a_stream_under_the_cap_keeps_both_sides() {
+        let mut c = StreamCopy::new(100);
+        assert!(c.upstream(b"event: a\n\n") && c.upstream(b"event: b\n\n"));
+        c.output("data: 1\n\n");
+        assert_eq!(c.before_last(10), b"event: a\n\n");
+        let (up, out) = c.into_parts().unwrap();
+        assert_eq!((up.as_slice(), out.as_str()), (&b"event: a\n\nevent: b\n\n"[..], "data: 1\n\n"));
+    }
 }

@@ -65,8 +65,7 @@ pub fn client_key(headers: &HeaderMap) -> Option<&str> {
 pub fn identify(cfg: &Config, headers: &HeaderMap) -> Tenant {
     if let Some(key) = client_key(headers) {
         let digest = shadowgate_core::context::hex(&Sha256::digest(key.as_bytes()));
-        if let Some(t) = cfg.tenants.iter().find(|t| t.api_key_sha256.iter().any(|h| h.eq_ignore_ascii_case(&digest)))
-        {
+        if let Some(t) = cfg.tenants.iter().find(|t| t.api_key_sha256.iter().any(|h| h.eq_ignore_ascii_case(&digest))) {
             return Tenant::of(Some(t), Identified::Key);
         }
     }

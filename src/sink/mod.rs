@@ -95,6 +95,23 @@ pub struct SinkStats {
     pub errors: Family<TableLabels, Counter>,
     /// Cases kept, by sampling reason.
     pub sampled: Family<ReasonLabels, Counter>,
+    /// The writer thread died (a panic): nothing more is written, so the proxy is not ready.
+    pub writer_down: Arc<AtomicBool>,
+    /// Writer panics (0 or 1: the writer does not restart, it fails readiness).
+    pub writer_panics: Counter,
+}
+
+/// Marks the writer down if its thread unwinds.
+struct DownOnPanic(SinkStats);
+
+impl Drop for DownOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.writer_down.store(true, Ordering::Release);
+            self.0.writer_panics.inc();
+            tracing::error!("the sink writer panicked: records are no longer written; /readyz now fails");
+        }
+    }
 }
 
 impl SinkStats {
@@ -191,11 +208,15 @@ impl Sink {
             tracing::warn!(files = cleaned, "removed temporary files left by a writer that stopped");
         }
         let (sender, rx) = SinkSender::channel(opts.channel_size, stats.clone());
+        let down = DownOnPanic(stats.clone());
         let mut w = Writer::new(opts, versions, redactor, stats);
         w.retention();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let handle = std::thread::Builder::new().name("shadowgate-sink".into()).spawn(move || w.run(rx, &s))?;
+        let handle = std::thread::Builder::new().name("shadowgate-sink".into()).spawn(move || {
+            let _down = down;
+            w.run(rx, &s)
+        })?;
         Ok((sender, Sink { handle, stop }))
     }
 
@@ -437,4 +458,25 @@ pub fn read_table<T>(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_that_panics_is_marked_down_and_counted() {
+        let stats = SinkStats::default();
+        let down = DownOnPanic(stats.clone());
+        let quiet = DownOnPanic(stats.clone());
+        drop(quiet);
+        assert!(!stats.writer_down.load(Ordering::Acquire), "a normal stop is not a failure");
+        let t = std::thread::spawn(move || {
+            let _down = down;
+            panic!("writer bug");
+        });
+        assert!(t.join().is_err());
+        assert!(stats.writer_down.load(Ordering::Acquire));
+        assert_eq!(stats.writer_panics.get(), 1);
+    }
 }
