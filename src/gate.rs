@@ -240,16 +240,37 @@ impl State {
         }
     }
 
-    /// Writes `path` atomically (temporary file, fsync, rename).
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+    /// The one way to change the state file, for every writer (`gate --apply`,
+    /// the admin API, automatic rollback, in this process or another): under
+    /// an exclusive lock on `<path>.lock`, read the current state, apply `f`,
+    /// write a uniquely named temporary file, fsync it, rename it over `path`
+    /// and fsync the folder. Returns the state written.
+    pub fn update(path: &Path, f: impl FnOnce(&mut State)) -> Result<State, StateError> {
+        let err = |e: std::io::Error| StateError { path: path.display().to_string(), message: e.to_string() };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut lock_name = path.as_os_str().to_owned();
+        lock_name.push(".lock");
+        let lock =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_name).map_err(err)?;
+        lock.lock().map_err(err)?;
+        let mut state = State::load(path)?;
+        f(&mut state);
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), crate::clock::now_nanos()));
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(&state).unwrap_or_default())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        let written = write();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(self).unwrap_or_default())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        written.map_err(err)?;
+        Ok(state)
     }
 
     /// Sets a stage and records the change (no entry when nothing changes).
@@ -292,4 +313,41 @@ pub fn render_table(vs: &[Verdict]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn racing_writers_lose_no_update_and_leave_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("shadowgate-state-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("state/modules.json");
+        let (writers, each) = (8, 25);
+        std::thread::scope(|s| {
+            for w in 0..writers {
+                let path = &path;
+                s.spawn(move || {
+                    for i in 0..each {
+                        let to = if i % 2 == 0 { Stage::Canary } else { Stage::Shadow };
+                        State::update(path, |st| {
+                            st.set(&format!("m{w}"), to, "test", &format!("writer {w} step {i}"));
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let st = State::load(&path).unwrap();
+        assert_eq!(st.history.len(), writers * each, "every read-modify-write kept the others' changes");
+        assert_eq!(st.stages.len(), writers);
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

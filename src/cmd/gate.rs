@@ -42,7 +42,7 @@ pub fn run(a: Args) -> CmdResult {
         .or_else(|| data_dir.map(|d| d.join("state/modules.json")))
         .or_else(|| cfg.as_ref().map(|c| c.sink.data_dir.join("state/modules.json")))
         .ok_or_else(|| CmdError::input("no state file: pass --state or --config"))?;
-    let mut st = State::load(&state_file)?;
+    let st = State::load(&state_file)?;
     let mut stages = st.stages.clone();
     if let Some(c) = &cfg {
         for m in Module::ALL {
@@ -53,9 +53,12 @@ pub fn run(a: Args) -> CmdResult {
     let mut text = format!("gate over {window} of {} ({} rows)\n", a.input.display(), report.rows);
     text += &gate::render_table(&verdicts);
     if a.apply {
-        let changed = apply(&mut st, &verdicts);
-        st.save(&state_file).context(state_file.display())?;
+        let (mut changed, mut moved) = (0, Vec::new());
+        State::update(&state_file, |st| (changed, moved) = apply(st, &verdicts))?;
         text += &format!("applied: {changed} stage change(s) written to {}\n", state_file.display());
+        for m in moved {
+            text += &format!("not applied to {m}: its stage changed while the gate ran; run the gate again\n");
+        }
     }
     print(&match a.format {
         TextOrJson::Text => text,
@@ -83,14 +86,20 @@ fn read_report(input: &Path, window: &str) -> Result<(DataReport, Option<PathBuf
     Ok((r, None))
 }
 
-/// Writes each verdict's next stage into the state; the number of changes.
-fn apply(st: &mut State, verdicts: &[Verdict]) -> usize {
-    let mut changed = 0;
+/// Writes each verdict's next stage into the state (as read under the lock):
+/// the number of changes, and the modules left alone because their stage is
+/// no longer the one the verdict judged (another writer moved them).
+fn apply(st: &mut State, verdicts: &[Verdict]) -> (usize, Vec<Module>) {
+    let (mut changed, mut moved) = (0, Vec::new());
     for v in verdicts {
-        st.stages.entry(v.module.as_str().into()).or_insert(v.stage);
+        let current = *st.stages.entry(v.module.as_str().into()).or_insert(v.stage);
+        if current != v.stage {
+            moved.push(v.module);
+            continue;
+        }
         if st.set(v.module.as_str(), v.next_stage, "gate", &format!("{:?}: {}", v.verdict, v.reason).to_lowercase()) {
             changed += 1;
         }
     }
-    changed
+    (changed, moved)
 }

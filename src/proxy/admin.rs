@@ -96,7 +96,12 @@ pub async fn set_module(
         }
     };
     let reason = req["reason"].as_str().unwrap_or("admin request").to_string();
-    match st.modules.set(module, to, "admin", &reason) {
+    // The state file is written with fsyncs under a lock: off the async executor.
+    let modules = st.modules.clone();
+    let set = tokio::task::spawn_blocking(move || modules.set(module, to, "admin", &reason))
+        .await
+        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, format!("setting the stage: {e}")))?;
+    match set {
         Ok(from) => {
             tracing::info!(module = %module, from = ?from, to = ?to, "stage set by the admin API");
             Ok(axum::Json(json!({"module": module, "from": from, "stage": to})).into_response())

@@ -8,7 +8,7 @@ use super::ServeError;
 use super::config::Config;
 use super::metrics::{Metrics, ModuleLabels};
 use crate::diff::Outcome;
-use crate::gate::{GateConfig, State, Thresholds};
+use crate::gate::{GateConfig, State, StateError, Thresholds};
 use crate::record::DiffRecord;
 use crate::stage::Stage;
 use serde::{Deserialize, Serialize};
@@ -148,19 +148,24 @@ impl ModuleStages {
         }
     }
 
-    /// Sets a stage, records it in the state file's history.
-    pub fn set(&self, module: Module, to: Stage, by: &str, reason: &str) -> std::io::Result<Stage> {
-        let from = self.get(module);
+    /// Sets a stage and records it in the state file's history, through the
+    /// state file's one writer protocol ([`State::update`]); blocking file I/O.
+    /// Returns the stage it had.
+    pub fn set(&self, module: Module, to: Stage, by: &str, reason: &str) -> Result<Stage, StateError> {
+        let all = self.all();
+        let mut from = self.get(module);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        for (m, s) in self.all() {
-            st.0.stages.entry(m.as_str().into()).or_insert(s);
-        }
-        st.0.stages.insert(module.as_str().into(), from);
-        st.0.set(module.as_str(), to, by, reason);
-        st.0.save(&self.state_file)?;
-        st.1 = std::fs::metadata(&self.state_file).and_then(|m| m.modified()).ok();
+        let written = State::update(&self.state_file, |s| {
+            for (m, stage) in &all {
+                s.stages.entry(m.as_str().into()).or_insert(*stage);
+            }
+            from = s.stages.get(module.as_str()).copied().unwrap_or(from);
+            s.set(module.as_str(), to, by, reason);
+        })?;
+        let mtime = std::fs::metadata(&self.state_file).and_then(|m| m.modified()).ok();
+        self.stages.write().unwrap_or_else(|e| e.into_inner()).extend(known(&written));
+        *st = (written, mtime);
         drop(st);
-        self.stages.write().unwrap_or_else(|e| e.into_inner()).insert(module, to);
         self.export_stages();
         Ok(from)
     }
