@@ -273,7 +273,7 @@ pub struct Usage {
 impl Usage {
     /// OpenAI `prompt_tokens`: every input token, cached or not.
     pub fn prompt_tokens(&self) -> u64 {
-        self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+        self.input_tokens.saturating_add(self.cache_creation_input_tokens).saturating_add(self.cache_read_input_tokens)
     }
 }
 

@@ -365,7 +365,7 @@ impl CaseBatch {
         for (b, x) in self.strings.iter_mut().zip(values.iter().take(5)) {
             b.append_option(x.as_deref());
         }
-        self.status.append_option(up.map(|u| u.status as i32));
+        self.status.append_option(up.map(|u| i32::from(u.status)));
         self.strings[5].append_option(up.map(|u| json(&u.body)));
         self.strings[6].append_option(up_headers);
         self.strings[7].append_option(case.upstream_stream.as_deref());
@@ -630,11 +630,14 @@ pub fn decode_cases(batch: &RecordBatch) -> Result<Vec<StoredCase>, DecodeError>
             client_protocol: d.client_protocol,
             upstream_protocol: d.upstream_protocol.ok_or_else(|| Cols::wrong("upstream_protocol", "a protocol"))?,
             request: parse_json(&request[i]),
-            upstream_response: status[i].map(|s| UpstreamResponse {
-                status: s as u16,
-                body: response[i].as_deref().map(parse_json).unwrap_or(Value::Null),
-                headers: up_headers[i].as_deref().and_then(|h| serde_json::from_str(h).ok()).unwrap_or_default(),
-            }),
+            upstream_response: match status[i] {
+                None => None,
+                Some(s) => Some(UpstreamResponse {
+                    status: u16::try_from(s).map_err(|_| Cols::wrong("upstream_status", "an HTTP status"))?,
+                    body: response[i].as_deref().map(parse_json).unwrap_or(Value::Null),
+                    headers: up_headers[i].as_deref().and_then(|h| serde_json::from_str(h).ok()).unwrap_or_default(),
+                }),
+            },
             upstream_stream: stream[i].clone(),
             upstream_model: upstream_model[i].clone(),
             tenant: Some(d.tenant.clone()),

@@ -306,9 +306,9 @@ pub fn encode_request(req: &Request, profile: &CompatProfile) -> Result<Value> {
     // client's own cap wins: the budget shrinks to fit under it, and thinking
     // is left off when the cap is below the minimum budget.
     let (max_tokens, budget) = match (req.max_tokens, budget) {
-        (Some(cap), Some(b)) if b >= cap => (cap, Some(cap - 1).filter(|&b| b >= MIN_THINKING_BUDGET)),
+        (Some(cap), Some(b)) if b >= cap => (cap, cap.checked_sub(1).filter(|&b| b >= MIN_THINKING_BUDGET)),
         (Some(cap), b) => (cap, b),
-        (None, Some(b)) => (b + profile.default_max_tokens, Some(b)),
+        (None, Some(b)) => (b.saturating_add(profile.default_max_tokens), Some(b)),
         (None, None) => (profile.default_max_tokens, None),
     };
     out.insert("max_tokens".into(), json!(max_tokens));

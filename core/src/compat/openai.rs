@@ -562,7 +562,7 @@ pub fn encode_usage(u: &Usage, same: bool) -> Value {
     let mut o = json!({
         "prompt_tokens": prompt,
         "completion_tokens": u.output_tokens,
-        "total_tokens": prompt + u.output_tokens,
+        "total_tokens": prompt.saturating_add(u.output_tokens),
     });
     if same {
         for (k, v) in &u.extra {

@@ -76,7 +76,7 @@ impl Decoder {
             }
             "content_block_start" => {
                 self.require_started()?;
-                let index = self.prefilled + index_of(o)?;
+                let index = index_of(o, self.prefilled)?;
                 let b = json::as_object(json::required(o, "content_block", "")?, "/content_block")?;
                 let (kind, input) = block_kind(b, "/content_block")?;
                 if self.open.insert(index, matches!(kind, BlockKind::Raw(_))).is_some() {
@@ -89,7 +89,7 @@ impl Decoder {
                 }
             }
             "content_block_delta" => {
-                let index = self.prefilled + index_of(o)?;
+                let index = index_of(o, self.prefilled)?;
                 if !self.open.contains_key(&index) {
                     return Err(CoreError::stream(format!("delta for content block {index}, which is not open")));
                 }
@@ -104,7 +104,7 @@ impl Decoder {
                 out.push(StreamEvent::Delta { index, delta });
             }
             "content_block_stop" => {
-                let index = self.prefilled + index_of(o)?;
+                let index = index_of(o, self.prefilled)?;
                 if self.open.remove(&index).is_none() {
                     return Err(CoreError::stream(format!("stop for content block {index}, which is not open")));
                 }
@@ -177,10 +177,18 @@ fn block_kind(b: &Map<String, Value>, p: &str) -> Result<(BlockKind, Option<Stri
     })
 }
 
-fn index_of(o: &Map<String, Value>) -> Result<usize> {
-    json::opt_u64(o, "index", "")?
-        .map(|i| i as usize)
-        .ok_or_else(|| CoreError::invalid("/index", "missing required field"))
+/// Largest content block index accepted. Indices are compared in `u32` range
+/// so that every runtime (usize is 32 bits on wasm32) decides the same.
+const MAX_BLOCK_INDEX: u64 = u32::MAX as u64;
+
+/// The block index of an event, after the blocks `prefilled` in `message_start`.
+fn index_of(o: &Map<String, Value>, prefilled: usize) -> Result<usize> {
+    let i = json::opt_u64(o, "index", "")?.ok_or_else(|| CoreError::invalid("/index", "missing required field"))?;
+    let prefilled = u64::try_from(prefilled).unwrap_or(u64::MAX);
+    i.checked_add(prefilled)
+        .filter(|&i| i <= MAX_BLOCK_INDEX)
+        .and_then(|i| usize::try_from(i).ok())
+        .ok_or_else(|| CoreError::stream(format!("content block index {i} is out of range")))
 }
 
 /// Error types an Anthropic client knows; others become `api_error`.

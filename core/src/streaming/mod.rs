@@ -40,9 +40,9 @@ pub struct StreamOptions {
     /// OpenAI clients: whether to send the final usage chunk.
     #[serde(default)]
     pub include_usage: bool,
-    /// Per-event size cap.
+    /// Per-event size cap (at most `u32::MAX`, so every runtime applies the same cap).
     #[serde(default)]
-    pub max_event_bytes: Option<usize>,
+    pub max_event_bytes: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -82,7 +82,9 @@ impl StreamSession {
         };
         Ok(StreamSession {
             ctx,
-            parser: SseParser::new(opts.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES)),
+            parser: SseParser::new(opts.max_event_bytes.map_or(DEFAULT_MAX_EVENT_BYTES, |b| {
+                usize::try_from(b.min(u64::from(u32::MAX))).unwrap_or(usize::MAX)
+            })),
             decoder: match from {
                 Protocol::OpenAiChat => Decoder::OpenAi(openai::Decoder::default()),
                 Protocol::AnthropicMessages => Decoder::Anthropic(anthropic::Decoder::default()),
@@ -167,7 +169,7 @@ impl StreamSession {
         }
         match &mut ev {
             StreamEvent::Delta { delta: Delta::Text(t) | Delta::Thinking(t) | Delta::ToolArgs(t), .. } => {
-                self.estimated_output_tokens += tokenizer::count(t);
+                self.estimated_output_tokens = self.estimated_output_tokens.saturating_add(tokenizer::count(t));
             }
             StreamEvent::Finish { usage, .. } if usage.is_none() => {
                 // No usage from the upstream: estimate the output side.
