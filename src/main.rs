@@ -1,15 +1,25 @@
 //! The `shadowgate` binary: parses flags and calls the command.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use shadowgate::cmd;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// Shadow-traffic, dual-runtime migration harness for an LLM API conversion core.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Log lines as text (coloured on a terminal only) or as JSON objects.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -46,11 +56,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let result = match cli.command {
         Command::Convert(a) => cmd::convert::run(a),
         Command::GuestInfo(a) => cmd::guest_info::run(a),
         Command::Diff(a) => cmd::diff::run(a),

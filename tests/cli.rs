@@ -88,3 +88,31 @@ fn guest_info_reports_versions_and_bad_guests_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a core WebAssembly module"));
 }
+
+/// The first stderr line of `mock-upstream` (its start-up log), with `extra` flags.
+fn first_log_line(extra: &[&str]) -> String {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+        .args(extra)
+        .args(["mock-upstream", "--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    line
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_and_can_be_json() {
+    let text = first_log_line(&[]);
+    assert!(text.contains("mock upstream serving"), "{text:?}");
+    assert!(!text.contains('\u{1b}'), "ANSI escapes in a log written to a pipe: {text:?}");
+    let json: serde_json::Value = serde_json::from_str(&first_log_line(&["--log-format", "json"])).unwrap();
+    assert_eq!(json["fields"]["message"], "mock upstream serving");
+    assert_eq!(json["level"], "INFO");
+}

@@ -193,12 +193,19 @@ pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError
         &format!("\n== replay of the {} recorded cases with a deliberately changed candidate guest ==\n", cases.len());
     out += &crate::replay::render_text(&replay);
     let dir = data_dir.display();
+    let exe = std::env::current_exe().map_or_else(|_| "cargo run --release --".into(), |p| p.display().to_string());
+    let query = format!(
+        "SELECT module, outcome, count(*) AS n FROM read_parquet('{dir}/diffs/*/*.parquet') GROUP BY ALL ORDER BY ALL"
+    );
     out += &format!(
         "\nParquet tables: {dir}/diffs/date=*/ and {dir}/cases/date=*/\n\
-         Query them with DuckDB, e.g.:\n  \
-         duckdb -c \"SELECT module, outcome, count(*) FROM read_parquet('{dir}/diffs/*/*.parquet') GROUP BY ALL ORDER BY ALL\"\n\
+         Query them with Python (duckdb and pyarrow come with `make test`):\n  \
+         python3 -c \"import duckdb; print(duckdb.sql(\\\"{query}\\\"))\"\n  \
+         python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{dir}/diffs', partitioning='hive').to_table().group_by(['module', 'outcome']).aggregate([('request_id', 'count')]))\"\n\
+         or with the DuckDB CLI, if you have it:\n  \
+         duckdb -c \"{query}\"\n\
          Replay them in CI:\n  \
-         shadowgate replay {dir} --guest {dir}/candidate-guest.wasm --report-md replay.md\n"
+         {exe} replay {dir} --guest {dir}/candidate-guest.wasm --report-md replay.md\n"
     );
     Ok(out)
 }
