@@ -79,7 +79,7 @@ pub struct ModuleCall {
     /// Which call.
     pub call: Call,
     /// Input bytes (for streams: the session options).
-    pub input: Vec<u8>,
+    pub input: bytes::Bytes,
     /// For streams: the upstream bytes to feed.
     pub stream: Option<bytes::Bytes>,
     /// Output shape.
@@ -126,7 +126,7 @@ fn text_of(request: &Value) -> String {
 fn json_call(call: Call, header: Value, payload: &[u8], kind: &str, protocol: Protocol) -> ModuleCall {
     ModuleCall {
         call,
-        input: frame(&header, payload),
+        input: frame(&header, payload).into(),
         stream: None,
         kind: OutputKind::Json,
         scope: scope(call.module(), protocol, kind),
@@ -205,7 +205,7 @@ pub fn stream_call(
 ) -> ModuleCall {
     ModuleCall {
         call: Call::Stream,
-        input: stream_options(ctx, upstream, client, include_usage),
+        input: stream_options(ctx, upstream, client, include_usage).into(),
         stream: Some(upstream_bytes),
         kind: OutputKind::Stream(client),
         scope: scope(Module::Streaming, client, "stream"),

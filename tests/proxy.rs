@@ -419,3 +419,61 @@ async fn stream_latency_is_each_sides_own_conversion_time() {
     let delta = stream.latency_shadow_us as i64 - stream.latency_main_us as i64;
     assert!(delta.abs() < 50_000, "shadow {} µs vs primary {} µs", stream.latency_shadow_us, stream.latency_main_us);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_primary_guest_never_holds_the_executor_and_trips_its_breaker() {
+    // One executor thread: if a guest call ran on it, nothing else could be served meanwhile.
+    let top = "mode = \"wasm_primary\"\nadmin_token_env = \"SG_TEST_ADMIN_TOKEN\"";
+    let extra = "[primary]\ndeadline_ms = 400\nbreaker_failures = 2\nbreaker_cooldown_ms = 60000";
+    let p = start(config(mock().await, top, extra), Some(&looping_guest())).await;
+    let url = p.url.clone();
+    let spinning = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&body("openai", "gpt-4o", false))
+            .send()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let health = reqwest::get(format!("{}/healthz", p.url)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "healthz waited {:?} for a spinning guest",
+        started.elapsed()
+    );
+    let r = spinning.await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["x-shadowgate-fallback"].to_str().unwrap()), (200, "native"));
+
+    // Routing failed on the guest, then compat: two failures of routing need one more request.
+    let r = post(&p, "openai", &body("openai", "gpt-4o", false), &[]).await;
+    assert_eq!(r.status(), 200);
+    // Now routing's breaker is open: the next request is served natively at once.
+    let started = std::time::Instant::now();
+    let r = post(&p, "openai", &body("openai", "gpt-4o", false), &[]).await;
+    assert_eq!((r.status().as_u16(), r.headers()["x-shadowgate-fallback"].to_str().unwrap()), (200, "native"));
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "an open breaker does not wait for the guest: {:?}",
+        started.elapsed()
+    );
+    let admin: Value = reqwest::Client::new()
+        .get(format!("{}/admin/modules", p.url))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(admin["breakers"]["routing"]["state"], "open", "{}", admin["breakers"]);
+    assert_eq!(admin["breakers"]["compat"]["state"], "open");
+    let metrics = reqwest::get(format!("{}/metrics", p.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("shadowgate_breaker_open{module=\"routing\"} 1"), "{metrics}");
+    assert!(metrics.contains("shadowgate_breaker_trips_total{module=\"compat\"} 1"));
+    let recs = records(&p, 9);
+    assert!(recs.iter().any(|r| r.result.outcome == Outcome::PrimaryError
+        && r.result.summary.to_value()["error"].as_str().is_some_and(|e| e.contains("circuit open"))));
+}

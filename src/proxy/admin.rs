@@ -66,7 +66,7 @@ pub async fn modules(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Res
     let thresholds: BTreeMap<&str, Thresholds> =
         Module::ALL.iter().map(|m| (m.as_str(), st.modules.thresholds(*m))).collect();
     Ok(axum::Json(json!({"stages": st.modules.all(), "windows": st.modules.windows(), "thresholds": thresholds,
-                         "history": st.modules.history(50)}))
+                         "breakers": st.breakers.views(), "history": st.modules.history(50)}))
     .into_response())
 }
 

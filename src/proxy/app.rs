@@ -2,8 +2,10 @@
 //! `oneshot` tests drive.
 
 use super::admin;
+use super::breaker::{BreakerConfig, Breakers};
 use super::config::Config;
 use super::metrics::Metrics;
+use super::offload::Offload;
 use super::pipeline;
 use super::recorder::Recorder;
 use super::shadow::Shadow;
@@ -30,8 +32,14 @@ use std::time::{Duration, Instant};
 pub struct AppState {
     /// The config.
     pub config: Config,
-    /// Both runtimes.
+    /// Both runtimes (the wasm one with the shadow deadline).
     pub rts: Runtimes,
+    /// The wasm runtime with the primary deadline.
+    pub primary_wasm: Arc<WasmRuntime>,
+    /// Runs wasm primary calls off the executor.
+    pub offload: Offload,
+    /// Circuit breakers of the wasm primary, per module.
+    pub breakers: Breakers,
     /// The wasm runtime, for its stats.
     pub wasm: Arc<WasmRuntime>,
     /// Upstream client.
@@ -79,6 +87,18 @@ impl AppState {
             None => None,
         };
         let rts = Runtimes { native: Arc::new(NativeRuntime::new()), wasm: wasm.clone() };
+        let p = &config.primary;
+        let primary_wasm = Arc::new(wasm.with_deadline(Duration::from_millis(p.deadline_ms)));
+        let offload = Offload::start(p.workers(), p.queue_size)
+            .map_err(|e| ServeError::config("primary.workers", format!("cannot start the primary pool: {e}")))?;
+        let breakers = Breakers::new(
+            BreakerConfig {
+                failures: p.breaker.breaker_failures,
+                window: Duration::from_millis(p.breaker.breaker_window_ms),
+                cooldown: Duration::from_millis(p.breaker.breaker_cooldown_ms),
+            },
+            metrics.clone(),
+        );
         let modules = Arc::new(ModuleStages::new(&config, metrics.clone())?);
         let shadow = Shadow::start(
             &config.shadow,
@@ -93,6 +113,9 @@ impl AppState {
         Ok(AppState {
             config,
             rts,
+            primary_wasm,
+            offload,
+            breakers,
             wasm,
             upstream,
             shadow,

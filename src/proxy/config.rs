@@ -8,6 +8,7 @@
 //! by the stages, `[upstream]` and `[[providers]]` by the upstream client).
 
 use super::mode::Mode;
+use super::primary::PrimaryConfig;
 use super::shadow::ShadowConfig;
 use super::stages::ModulesConfig;
 use super::upstream::{ProviderConfig, UpstreamConfig};
@@ -87,6 +88,9 @@ pub struct Config {
     /// Module promotion stages.
     #[serde(default)]
     pub modules: ModulesConfig,
+    /// The wasm primary: its pool, deadline and circuit breakers.
+    #[serde(default)]
+    pub primary: PrimaryConfig,
     /// Shadow limits.
     #[serde(default)]
     pub shadow: ShadowConfig,
@@ -214,6 +218,7 @@ impl Config {
             }
         }
         self.modules.validate()?;
+        self.primary.validate()?;
         self.shadow.validate()?;
         self.sampling.validate()?;
         self.sink.validate()?;

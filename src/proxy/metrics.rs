@@ -106,6 +106,10 @@ pub struct Metrics {
     pub module_latency_delta: Family<ModuleLabels, Gauge<f64, AtomicU64>>,
     /// Automatic rollbacks per module.
     pub rollbacks: Family<ModuleLabels, Counter>,
+    /// Whether a module's circuit breaker is open (native serves it).
+    pub breaker_open: Family<ModuleLabels, Gauge>,
+    /// Times a module's breaker opened.
+    pub breaker_trips: Family<ModuleLabels, Counter>,
     /// Panics caught in background threads (`shadow`), which then went on.
     pub worker_panics: Family<ThreadLabels, Counter>,
 }
@@ -141,6 +145,8 @@ impl Metrics {
             module_latency_delta: Family::default(),
             rollbacks: Family::default(),
             worker_panics: Family::default(),
+            breaker_open: Family::default(),
+            breaker_trips: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -192,6 +198,12 @@ impl Metrics {
             m.module_latency_delta.clone(),
         );
         r.register("module_rollbacks", "Automatic rollbacks per module", m.rollbacks.clone());
+        r.register(
+            "breaker_open",
+            "Whether a module's circuit breaker is open (1: native serves)",
+            m.breaker_open.clone(),
+        );
+        r.register("breaker_trips", "Times a module's circuit breaker opened", m.breaker_trips.clone());
         r.register(
             "worker_panics",
             "Panics caught in background threads, which were logged and went on",

@@ -4,17 +4,21 @@
 //! - [`app`] — the state and the router (`app(state)`), health, readiness, metrics, models.
 //! - [`tenant`] — who a request belongs to, from its credentials.
 //! - [`pipeline`] — one request: parse, route, convert, call the upstream, answer.
-//! - [`primary`] — the primary module calls, with the explicit native fallback.
+//! - [`primary`] — the primary module calls, with the explicit native fallback;
+//!   [`offload`] runs the wasm ones off the executor, [`breaker`] takes a
+//!   failing module off the guest for a while.
 //! - [`stream`] — the stream pump between the upstream and the client.
 //! - [`admin`] — the admin API.
 //! - [`error`] — [`error::ApiError`], rendered in the client's protocol.
 
 pub mod admin;
 pub mod app;
+pub mod breaker;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod mode;
+pub mod offload;
 pub mod pipeline;
 pub mod primary;
 pub mod recorder;

@@ -104,12 +104,14 @@ async fn handle(
 
     // Routing, under the mode known before the route is.
     let pre = Arc::new(dims.clone());
-    let routing = served.call(
-        st,
-        &pre,
-        plan::routing_call(client, &model, Some(&tenant.name), &cfg.route_table()),
-        module_mode(st, &base, Module::Routing),
-    );
+    let routing = served
+        .call(
+            st,
+            &pre,
+            plan::routing_call(client, &model, Some(&tenant.name), &cfg.route_table()),
+            module_mode(st, &base, Module::Routing),
+        )
+        .await;
     let target: Value = match open_envelope(&routing) {
         Ok(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
         Err(e) => return Err(err(StatusCode::NOT_FOUND, &e.message)),
@@ -129,12 +131,14 @@ async fn handle(
     let dims = Arc::new(dims);
 
     let upstream_model = target["upstream_model"].as_str().map(str::to_string);
-    let converted = served.call(
-        st,
-        &dims,
-        plan::request_call(client, upstream, &bytes, provider.profile.as_deref(), upstream_model.as_deref()),
-        module_mode(st, &res, Module::Compat),
-    );
+    let converted = served
+        .call(
+            st,
+            &dims,
+            plan::request_call(client, upstream, &bytes, provider.profile.as_deref(), upstream_model.as_deref()),
+            module_mode(st, &res, Module::Compat),
+        )
+        .await;
     let upstream_body = match open_envelope(&converted) {
         Ok(raw) => Bytes::from(raw.get().to_string()),
         Err(e) => return Err(err(StatusCode::BAD_REQUEST, &e.to_string())),
@@ -184,12 +188,14 @@ async fn handle(
         err(StatusCode::BAD_GATEWAY, &format!("upstream {} broke off its response: {}", provider.name, without_url(&e)))
     })?;
     let resp = if (200..300).contains(&status) {
-        let out = served.call(
-            st,
-            &dims,
-            plan::response_call(&ctx, upstream, client, &body, provider.profile.as_deref()),
-            module_mode(st, &res, Module::Compat),
-        );
+        let out = served
+            .call(
+                st,
+                &dims,
+                plan::response_call(&ctx, upstream, client, &body, provider.profile.as_deref()),
+                module_mode(st, &res, Module::Compat),
+            )
+            .await;
         extra.push(plan::tools_call(Some(&ctx), upstream, client, "response", &body));
         let answer: Option<Value> = serde_json::from_slice(&body).ok();
         extra.push(plan::tokenizer_call(client, &plan::tokenizer_text(&req, answer.as_ref())));
@@ -204,19 +210,21 @@ async fn handle(
             .into_response(),
         }
     } else {
-        let out = served.call(
-            st,
-            &dims,
-            plan::error_call(
-                upstream,
-                client,
-                status,
-                &String::from_utf8_lossy(&body),
-                retry_after.as_deref(),
-                retry_after_ms.as_deref(),
-            ),
-            module_mode(st, &res, Module::Compat),
-        );
+        let out = served
+            .call(
+                st,
+                &dims,
+                plan::error_call(
+                    upstream,
+                    client,
+                    status,
+                    &String::from_utf8_lossy(&body),
+                    retry_after.as_deref(),
+                    retry_after_ms.as_deref(),
+                ),
+                module_mode(st, &res, Module::Compat),
+            )
+            .await;
         extra.push(plan::tokenizer_call(client, &plan::tokenizer_text(&req, None)));
         upstream_error(client, &out)
     };

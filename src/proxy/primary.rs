@@ -1,8 +1,14 @@
 //! The primary module calls of one request: each runs on the runtime its
 //! mode picks; a wasm failure falls back to native explicitly (metric, log,
 //! `primary_error` record, response header). What ran becomes the shadow job.
+//!
+//! Wasm calls run on the [`Offload`](super::offload::Offload) pool with the
+//! primary deadline (`[primary] deadline_ms`), never on the executor; a
+//! module whose breaker is open is served natively. Native calls are
+//! microseconds and run inline.
 
 use super::app::AppState;
+use super::breaker::BreakerKeys;
 use super::metrics::{ModuleLabels, ModuleRuntimeLabels};
 use super::mode::{self, Mode, Resolution};
 use super::recorder::Exchange;
@@ -12,10 +18,70 @@ use crate::plan::ModuleCall;
 use crate::record::{DiffRecord, Dims};
 use axum::http::HeaderValue;
 use axum::response::Response;
+use serde::{Deserialize, Serialize};
 use shadowgate_core::Module;
-use shadowgate_runtime::{RuntimeError, RuntimeKind};
+use shadowgate_runtime::{Runtime, RuntimeError, RuntimeKind};
 use std::sync::Arc;
 use std::time::Instant;
+
+fn d_deadline() -> u64 {
+    50
+}
+fn d_queue() -> usize {
+    256
+}
+
+/// The `[primary]` config section: the pool that runs wasm primary calls and
+/// the breakers that take a failing module off the guest.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrimaryConfig {
+    /// Deadline of one primary guest call (the shadow has its own, `shadow.deadline_ms`).
+    #[serde(default = "d_deadline")]
+    pub deadline_ms: u64,
+    /// Threads running primary guest calls (default: the number of cores).
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// Calls waiting for a thread; past that a call is served natively (counted as a fallback).
+    #[serde(default = "d_queue")]
+    pub queue_size: usize,
+    /// Circuit breaker settings.
+    #[serde(flatten)]
+    pub breaker: BreakerKeys,
+}
+
+impl Default for PrimaryConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("the primary defaults parse")
+    }
+}
+
+impl PrimaryConfig {
+    /// Pool threads: the configured number, else one per core.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
+    }
+
+    /// Checks the sizes.
+    pub fn validate(&self) -> Result<(), crate::toml_error::Invalid> {
+        if self.workers == Some(0) || self.queue_size == 0 || self.deadline_ms == 0 {
+            return Err(crate::toml_error::Invalid::new(
+                "primary",
+                "workers, queue_size and deadline_ms must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A wasm primary call: on the pool, with the primary deadline; `Busy` is an `Unavailable` error.
+pub async fn on_pool<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&dyn Runtime) -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    let wasm = st.primary_wasm.clone();
+    st.offload.run(move || f(wasm.as_ref())).await.unwrap_or_else(|e| Err(RuntimeError::Unavailable(e.to_string())))
+}
 
 /// The per-module mode: the resolved one, or the module's stage.
 pub fn module_mode(st: &AppState, res: &Resolution, module: Module) -> Mode {
@@ -40,19 +106,36 @@ impl Served {
         Served { sticky, calls: Vec::new(), fallback: false, runtime: RuntimeKind::Native }
     }
 
-    /// Runs `call` on the primary runtime of `mode`; a wasm failure falls back to native, explicitly.
-    pub fn call(&mut self, st: &AppState, dims: &Arc<Dims>, call: ModuleCall, mode: Mode) -> Vec<u8> {
+    /// Runs `call` on the primary runtime of `mode`; a wasm failure (or an open
+    /// breaker) falls back to native, explicitly.
+    pub async fn call(&mut self, st: &AppState, dims: &Arc<Dims>, call: ModuleCall, mode: Mode) -> Vec<u8> {
         let rt = mode::runtimes(mode, &self.sticky);
-        let start = Instant::now();
+        let module = call.module();
         let mut primary = rt.primary;
-        let out = match st.rts.get(primary).call(call.call.op(), &call.input) {
-            Ok(out) => out,
+        if primary == RuntimeKind::Wasm && !st.breakers.allow(module) {
+            self.fall_back(st, dims, module, &RuntimeError::Unavailable(format!("circuit open for {module}")));
+            primary = RuntimeKind::Native;
+        }
+        let start = Instant::now();
+        let result = match primary {
+            RuntimeKind::Native => st.rts.native.call(call.call.op(), &call.input),
+            RuntimeKind::Wasm => {
+                let (op, input) = (call.call.op(), call.input.clone());
+                on_pool(st, move |rt| rt.call(op, &input)).await
+            }
+        };
+        let out = match result {
+            Ok(out) => {
+                if primary == RuntimeKind::Wasm {
+                    st.breakers.success(module);
+                }
+                out
+            }
             Err(e) => {
-                self.fall_back(st, dims, call.module(), &e);
+                st.breakers.failure(module, &e);
+                self.fall_back(st, dims, module, &e);
                 primary = RuntimeKind::Native;
-                st.rts.native.call(call.call.op(), &call.input).unwrap_or_else(|e| {
-                    shadowgate_core::dispatch::envelope(Err(shadowgate_core::CoreError::stream(e.to_string())))
-                })
+                native(st, &call)
             }
         };
         let us = elapsed_us(start);
@@ -118,6 +201,14 @@ impl Served {
         submit(st, dims, self.calls, Some(exchange));
         resp
     }
+}
+
+/// `call` in the native core; a failure (a core panic) becomes an error envelope.
+fn native(st: &AppState, call: &ModuleCall) -> Vec<u8> {
+    st.rts
+        .native
+        .call(call.call.op(), &call.input)
+        .unwrap_or_else(|e| shadowgate_core::dispatch::envelope(Err(shadowgate_core::CoreError::stream(e.to_string()))))
 }
 
 /// Microseconds since `start`.

@@ -7,7 +7,7 @@
 use super::app::AppState;
 use super::metrics::ModuleRuntimeLabels;
 use super::mode::{self, Resolution};
-use super::primary::{Served, module_mode, submit};
+use super::primary::{Served, module_mode, on_pool, submit};
 use super::recorder::{Answer, Exchange};
 use super::shadow::ShadowCall;
 use super::upstream::without_url;
@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use shadowgate_core::Module;
-use shadowgate_runtime::RuntimeKind;
+use shadowgate_runtime::{RuntimeError, RuntimeKind, Stream};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -85,6 +85,40 @@ impl StreamCopy {
     }
 }
 
+/// The primary's stream session: a wasm one is fed on the primary pool, a native one inline.
+struct Session {
+    inner: Box<dyn Stream>,
+    on_pool: bool,
+}
+
+impl Session {
+    /// Feeds `chunk`: the session back with the envelope, or the failure (the
+    /// session is then spent: failed, or lost by a busy pool).
+    async fn feed(self, st: &AppState, chunk: Bytes) -> Result<(Session, Vec<u8>), RuntimeError> {
+        let on_pool = self.on_pool;
+        let feed = move || {
+            let mut s = self;
+            s.inner.feed(&chunk).map(|env| (s, env))
+        };
+        if !on_pool {
+            return feed();
+        }
+        st.offload.run(feed).await.unwrap_or_else(|busy| Err(RuntimeError::Unavailable(busy.to_string())))
+    }
+
+    /// Ends the session.
+    async fn close(self, st: &AppState) -> Result<Vec<u8>, RuntimeError> {
+        if !self.on_pool {
+            return self.inner.close();
+        }
+        let inner = self.inner;
+        st.offload
+            .run(move || inner.close())
+            .await
+            .unwrap_or_else(|busy| Err(RuntimeError::Unavailable(busy.to_string())))
+    }
+}
+
 /// Answers with an event stream fed by a task that pumps `up` through a stream session.
 #[allow(clippy::too_many_arguments)]
 pub fn respond(
@@ -111,15 +145,31 @@ pub fn respond(
         let st = task_st;
         let mut copy = StreamCopy::new(st.config.shadow.max_stream_bytes);
         let mut primary = rt.primary;
+        if primary == RuntimeKind::Wasm && !st.breakers.allow(Module::Streaming) {
+            let open = RuntimeError::Unavailable("circuit open for streaming".into());
+            served.fall_back(&st, &dims, Module::Streaming, &open);
+            primary = RuntimeKind::Native;
+        }
         // The primary's own conversion time: the session calls, not the waits for upstream bytes.
         let mut conversion = std::time::Duration::ZERO;
         let start = Instant::now();
-        let mut session = match st.rts.get(primary).open_stream(&options) {
-            Ok(s) => s,
-            Err(e) => {
-                served.fall_back(&st, &dims, Module::Streaming, &e);
-                primary = RuntimeKind::Native;
-                st.rts.native.open_stream(&options).expect("the native runtime opens streams")
+        let native = |st: &AppState| Session {
+            inner: st.rts.native.open_stream(&options).expect("the native runtime opens streams"),
+            on_pool: false,
+        };
+        let mut session = match primary {
+            RuntimeKind::Native => native(&st),
+            RuntimeKind::Wasm => {
+                let opts = options.clone();
+                match on_pool(&st, move |rt| rt.open_stream(&opts)).await {
+                    Ok(inner) => Session { inner, on_pool: true },
+                    Err(e) => {
+                        st.breakers.failure(Module::Streaming, &e);
+                        served.fall_back(&st, &dims, Module::Streaming, &e);
+                        primary = RuntimeKind::Native;
+                        native(&st)
+                    }
+                }
             }
         };
         conversion += start.elapsed();
@@ -136,19 +186,23 @@ pub fn respond(
             };
             let kept = copy.upstream(&chunk);
             let fed = Instant::now();
-            let env = match session.feed(&chunk) {
-                Ok(env) => env,
+            let env = match session.feed(&st, chunk.clone()).await {
+                Ok((s, env)) => {
+                    session = s;
+                    env
+                }
                 Err(e) => {
                     // Explicit fallback: a native session replays what came so far, and
                     // only its output for the new bytes goes to the client.
+                    st.breakers.failure(Module::Streaming, &e);
                     served.fall_back(&st, &dims, Module::Streaming, &e);
                     primary = RuntimeKind::Native;
-                    session = st.rts.native.open_stream(&options).expect("the native runtime opens streams");
+                    session = native(&st);
                     if !kept {
                         break;
                     }
-                    let _ = session.feed(copy.before_last(chunk.len()));
-                    session.feed(&chunk).unwrap_or_default()
+                    let _ = session.inner.feed(copy.before_last(chunk.len()));
+                    session.inner.feed(&chunk).unwrap_or_default()
                 }
             };
             conversion += fed.elapsed();
@@ -160,7 +214,19 @@ pub fn respond(
             }
         }
         let closed = Instant::now();
-        let last = session.close().map(|env| sse_text(&env)).unwrap_or_default();
+        let on_pool = session.on_pool;
+        let last = match session.close(&st).await {
+            Ok(env) => {
+                if on_pool {
+                    st.breakers.success(Module::Streaming);
+                }
+                sse_text(&env)
+            }
+            Err(e) => {
+                st.breakers.failure(Module::Streaming, &e);
+                String::new()
+            }
+        };
         conversion += closed.elapsed();
         copy.output(&last);
         if !client_gone && !last.is_empty() {

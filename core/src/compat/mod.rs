@@ -129,6 +129,13 @@ pub fn convert_request(
     profile: &CompatProfile,
     model: Option<&str>,
 ) -> Result<Value> {
+    // The benchmark's poisoned candidate: spins on requests that carry the marker
+    // (the host stops it at its deadline). Never part of a real build.
+    #[cfg(feature = "bench-poison")]
+    if body.windows(b"POISON-PILL".len()).any(|w| w == b"POISON-PILL") {
+        #[allow(clippy::empty_loop)]
+        loop {}
+    }
     let mut req = decode_request(from, &json::parse(body)?)?;
     if let Some(m) = model {
         req.model = m.to_string();

@@ -163,6 +163,12 @@ impl Instance {
         }
     }
 
+    /// Gives the next calls `deadline_ticks` (the runtime handle's deadline).
+    pub fn set_deadline(&mut self, deadline_ticks: u64, deadline_ms: u64) {
+        self.limits.deadline_ticks = deadline_ticks;
+        self.limits.deadline_ms = deadline_ms;
+    }
+
     fn arm(&mut self) {
         self.store.set_epoch_deadline(self.limits.deadline_ticks);
     }

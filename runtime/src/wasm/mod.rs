@@ -247,11 +247,27 @@ impl Inner {
     }
 }
 
-/// The guest, sandboxed in wasmtime.
+/// The epoch ticker thread; stopped when the last runtime handle goes.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The guest, sandboxed in wasmtime. Handles made by [`WasmRuntime::with_deadline`]
+/// share the engine, module, instance pool and counters, each with its own deadline.
 pub struct WasmRuntime {
     inner: Arc<Inner>,
-    stop: Arc<AtomicBool>,
-    ticker: Option<JoinHandle<()>>,
+    ticker: Arc<Ticker>,
+    deadline: (u64, u64),
 }
 
 impl WasmRuntime {
@@ -373,7 +389,20 @@ impl WasmRuntime {
             from_cache: origin == cache::Origin::Cached,
         });
         inner.checkin(probe);
-        Ok(WasmRuntime { inner, stop, ticker: Some(ticker) })
+        let deadline = (limits.deadline_ticks, limits.deadline_ms);
+        Ok(WasmRuntime { inner, ticker: Arc::new(Ticker { stop, thread: Mutex::new(Some(ticker)) }), deadline })
+    }
+
+    /// Another handle on the same guest whose calls get `deadline` instead.
+    pub fn with_deadline(&self, deadline: Duration) -> WasmRuntime {
+        let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ticks = u64::try_from(deadline.as_nanos() / TICK.as_nanos()).unwrap_or(u64::MAX).max(1);
+        WasmRuntime { inner: self.inner.clone(), ticker: self.ticker.clone(), deadline: (ticks, ms) }
+    }
+
+    /// This handle's deadline per call.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline.1)
     }
 
     /// SHA-256 (hex) of the guest module: the wasm guest's version in records.
@@ -405,15 +434,6 @@ impl WasmRuntime {
     }
 }
 
-impl Drop for WasmRuntime {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 impl Runtime for WasmRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Wasm
@@ -426,7 +446,11 @@ impl Runtime for WasmRuntime {
     fn call(&self, op: &str, input: &[u8]) -> Result<Vec<u8>, RuntimeError> {
         let code = dispatch::op_code(op).filter(|_| self.inner.caps.has_op(op));
         let code = code.ok_or_else(|| RuntimeError::Unsupported(format!("op {op:?}")))?;
-        self.inner.with_instance(|i| i.call(code, input))
+        let (ticks, ms) = self.deadline;
+        self.inner.with_instance(|i| {
+            i.set_deadline(ticks, ms);
+            i.call(code, input)
+        })
     }
 
     fn open_stream(&self, options: &[u8]) -> Result<Box<dyn Stream>, RuntimeError> {
@@ -434,6 +458,7 @@ impl Runtime for WasmRuntime {
             return Err(RuntimeError::Unsupported("streams".into()));
         }
         let mut inst = self.inner.checkout()?;
+        inst.set_deadline(self.deadline.0, self.deadline.1);
         let env = match inst.stream_open(options) {
             Ok(env) => env,
             Err(e) => {
