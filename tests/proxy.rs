@@ -477,3 +477,16 @@ async fn a_spinning_primary_guest_never_holds_the_executor_and_trips_its_breaker
     assert!(recs.iter().any(|r| r.result.outcome == Outcome::PrimaryError
         && r.result.summary.to_value()["error"].as_str().is_some_and(|e| e.contains("circuit open"))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_choices_cross_no_protocol_silently() {
+    let p = start(config(mock().await, "", ""), None).await;
+    let mut req = body("openai", "gpt-via-anthropic", false);
+    req["n"] = json!(3);
+    let r = post(&p, "openai", &req, &[]).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("/n") && msg.contains("several choices"), "{msg}");
+}

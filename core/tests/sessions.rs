@@ -75,3 +75,51 @@ fn oversized_events_end_the_stream_with_an_error() {
     assert!(out.contains("larger than 64 bytes") || out.contains("longer than 64 bytes"), "{out}");
     assert!(s.is_ended());
 }
+
+#[test]
+fn every_choice_of_an_openai_stream_keeps_its_own_text_tools_and_finish() {
+    let bytes = fixture(Protocol::OpenAiChat, "n3_choices.sse");
+    for chunk in [bytes.len(), 13, 1] {
+        let mut s = session(Protocol::OpenAiChat, Protocol::OpenAiChat, true);
+        let mut out = String::new();
+        for piece in bytes.chunks(chunk) {
+            out += &s.feed(piece);
+        }
+        out += &s.finish();
+        assert!(s.error().is_none(), "{:?}", s.error());
+        let mut text = [String::new(), String::new(), String::new()];
+        let (mut args, mut finish, mut usage, mut done) = (String::new(), Vec::new(), 0, 0);
+        for (_, data) in parse_sse(&out) {
+            if data == "[DONE]" {
+                done += 1;
+                continue;
+            }
+            let v: Value = serde_json::from_str(&data).unwrap();
+            usage += usize::from(v.get("usage").is_some_and(|u| !u.is_null()));
+            for c in v["choices"].as_array().unwrap() {
+                let i = c["index"].as_u64().unwrap() as usize;
+                text[i] += c["delta"]["content"].as_str().unwrap_or("");
+                if let Some(calls) = c["delta"]["tool_calls"].as_array() {
+                    assert_eq!(i, 2, "tool calls stay with choice 2");
+                    args += calls[0]["function"]["arguments"].as_str().unwrap_or("");
+                }
+                if let Some(f) = c["finish_reason"].as_str() {
+                    finish.push((i, f.to_string()));
+                }
+            }
+        }
+        assert_eq!(text, ["Shadow traffic compares.".to_string(), "Shadow runs twice".into(), String::new()]);
+        assert_eq!(args, "{\"city\":\"Paris\"}");
+        finish.sort();
+        assert_eq!(finish, [(0, "stop".into()), (1, "length".into()), (2, "tool_calls".into())]);
+        assert_eq!((usage, done), (1, 1), "one usage chunk and one [DONE] for the whole stream");
+    }
+}
+
+#[test]
+fn only_the_first_choice_crosses_protocols() {
+    let bytes = fixture(Protocol::OpenAiChat, "n3_choices.sse");
+    let mut s = session(Protocol::OpenAiChat, Protocol::AnthropicMessages, false);
+    let out = s.feed(&bytes) + &s.finish();
+    assert!(out.contains("Shadow") && out.contains(" compares") && !out.contains(" twice") && !out.contains("Paris"));
+}

@@ -137,6 +137,13 @@ pub fn convert_request(
         loop {}
     }
     let mut req = decode_request(from, &json::parse(body)?)?;
+    // Several choices exist in OpenAI Chat only: refused, never silently dropped.
+    if to != from && req.extra.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(CoreError::invalid(
+            "/n",
+            format!("n > 1 (several choices) cannot be converted to {to}: send n = 1 or use an {from} route"),
+        ));
+    }
     if let Some(m) = model {
         req.model = m.to_string();
     }
@@ -163,11 +170,51 @@ pub fn convert_response(
     body: &[u8],
     profile: &CompatProfile,
 ) -> Result<Value> {
-    let mut resp = decode_response(from, &json::parse(body)?, ctx)?;
+    let body = json::parse(body)?;
+    if from == Protocol::OpenAiChat && to == Protocol::OpenAiChat {
+        return several_choices(ctx, &body, profile);
+    }
+    let mut resp = decode_response(from, &body, ctx)?;
     if profile.patch_tool_finish_reason {
         tools::patch_finish_reason(&mut resp);
     }
     Ok(encode_response(&resp, to, ctx))
+}
+
+/// OpenAI to OpenAI keeps every choice (`n > 1`): each goes through the
+/// canonical model on its own, and the answer lists them all.
+fn several_choices(ctx: &Context, body: &Value, profile: &CompatProfile) -> Result<Value> {
+    let convert = |body: &Value| {
+        let mut resp = decode_response(Protocol::OpenAiChat, body, ctx)?;
+        if profile.patch_tool_finish_reason {
+            tools::patch_finish_reason(&mut resp);
+        }
+        Ok::<Value, CoreError>(encode_response(&resp, Protocol::OpenAiChat, ctx))
+    };
+    let choices = match body.get("choices") {
+        Some(Value::Array(c)) if c.len() > 1 => c,
+        _ => return convert(body),
+    };
+    let mut out = Value::Null;
+    let mut converted = Vec::with_capacity(choices.len());
+    for (i, choice) in choices.iter().enumerate() {
+        let mut one = body.clone();
+        one["choices"] = Value::Array(vec![choice.clone()]);
+        let mut v = convert(&one).map_err(|mut e| {
+            if let Some(rest) = e.path.strip_prefix("/choices/0") {
+                e.path = format!("/choices/{i}{rest}");
+            }
+            e
+        })?;
+        let mut c = v["choices"][0].take();
+        c["index"] = choice.get("index").cloned().unwrap_or_else(|| i.into());
+        converted.push(c);
+        if i == 0 {
+            out = v;
+        }
+    }
+    out["choices"] = Value::Array(converted);
+    Ok(out)
 }
 
 /// Encodes a canonical response for a client of protocol `to`.

@@ -20,6 +20,7 @@ use crate::error::{CoreError, ErrorKind, Result};
 use crate::protocol::Protocol;
 use crate::tokenizer;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// Version of the `streaming` module.
 pub const VERSION: &str = "streaming/1.0.0";
@@ -69,6 +70,9 @@ pub struct StreamSession {
     estimated_output_tokens: u64,
     events: Vec<StreamEvent>,
     sse: Vec<SseEvent>,
+    /// OpenAI to OpenAI: choices after the first (`n > 1`), each with its own decoder and encoder.
+    choices: BTreeMap<u64, (openai::Decoder, openai::Encoder)>,
+    same_openai: bool,
 }
 
 impl StreamSession {
@@ -95,6 +99,8 @@ impl StreamSession {
             estimated_output_tokens: 0,
             events: Vec::new(),
             sse: Vec::new(),
+            choices: BTreeMap::new(),
+            same_openai: from == Protocol::OpenAiChat && to == Protocol::OpenAiChat,
         })
     }
 
@@ -148,9 +154,26 @@ impl StreamSession {
             if self.ended {
                 break;
             }
+            // The other choices end before choice 0, whose end closes the stream.
+            let done = ev.data.trim() == "[DONE]";
+            if done {
+                self.other_choices(&ev.data, out);
+            }
             let mut events = std::mem::take(&mut self.events);
             let decoded = match &mut self.decoder {
-                Decoder::OpenAi(d) => d.decode(&ev.data, &self.ctx, &mut events),
+                Decoder::OpenAi(d) => {
+                    let r = d.decode(&ev.data, &self.ctx, &mut events);
+                    if self.same_openai {
+                        for k in d.take_new_choices() {
+                            let pair = (
+                                openai::Decoder::for_choice(k),
+                                openai::Encoder::for_choice(Protocol::OpenAiChat, &self.ctx, k),
+                            );
+                            self.choices.insert(k, pair);
+                        }
+                    }
+                    r
+                }
                 Decoder::Anthropic(d) => d.decode(&ev.data, &mut events),
             };
             for e in events.drain(..) {
@@ -159,6 +182,26 @@ impl StreamSession {
             self.events = events;
             if let Err(e) = decoded {
                 self.fail(e, out);
+            } else if !done {
+                self.other_choices(&ev.data, out);
+            }
+        }
+    }
+
+    /// Passes an event through the other choices' decoders and encoders
+    /// (same-protocol OpenAI streams with `n > 1`). Stream-level events —
+    /// errors, pings, the end — are choice 0's to send.
+    fn other_choices(&mut self, data: &str, out: &mut String) {
+        let mut events = Vec::new();
+        for (decoder, encoder) in self.choices.values_mut() {
+            if decoder.decode(data, &self.ctx, &mut events).is_err() {
+                events.clear();
+                continue;
+            }
+            for e in events.drain(..) {
+                if !matches!(e, StreamEvent::Done | StreamEvent::Error { .. } | StreamEvent::Ping) {
+                    encoder.encode(&e, &self.ctx, out);
+                }
             }
         }
     }

@@ -17,9 +17,14 @@ enum Open {
     Tool(u64),
 }
 
-/// Decoder state for one OpenAI chunk stream.
+/// Decoder state for one choice of an OpenAI chunk stream (choice 0 by default).
 #[derive(Debug, Default)]
 pub struct Decoder {
+    /// The choice (`choices[].index`) this decoder follows.
+    choice: u64,
+    /// Other choices seen and not yet reported (choice 0's decoder only).
+    new_choices: Vec<u64>,
+    known_choices: std::collections::BTreeSet<u64>,
     started: bool,
     finished: bool,
     next_block: usize,
@@ -31,6 +36,16 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// A decoder that follows choice `index` of a stream with several (`n > 1`).
+    pub fn for_choice(index: u64) -> Decoder {
+        Decoder { choice: index, ..Decoder::default() }
+    }
+
+    /// Choices other than this decoder's seen since the last call (in order of appearance).
+    pub fn take_new_choices(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.new_choices)
+    }
+
     /// Decodes one SSE `data` payload.
     pub fn decode(&mut self, data: &str, ctx: &Context, out: &mut Vec<StreamEvent>) -> Result<()> {
         if data.trim() == "[DONE]" {
@@ -47,8 +62,21 @@ impl Decoder {
             self.usage = Some(decode_openai_usage(u, "/usage")?);
         }
         let choices = json::opt_array(o, "choices", "")?.map(Vec::as_slice).unwrap_or(&[]);
-        // Chunks with no choices carry usage or provider annotations (Azure prompt filters).
-        let Some(choice) = choices.first() else { return Ok(()) };
+        let mut mine = None;
+        for (i, c) in choices.iter().enumerate() {
+            let index = match c.as_object() {
+                Some(c) => json::opt_u64(c, "index", &format!("/choices/{i}"))?.unwrap_or(0),
+                None => 0,
+            };
+            if index == self.choice {
+                mine = mine.or(Some(c));
+            } else if self.choice == 0 && self.known_choices.insert(index) {
+                self.new_choices.push(index);
+            }
+        }
+        // Chunks with none of this choice carry usage, provider annotations (Azure
+        // prompt filters) or other choices.
+        let Some(choice) = mine else { return Ok(()) };
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
@@ -193,6 +221,8 @@ pub struct Encoder {
     include_usage: bool,
     /// The completion id, derived once per stream.
     id: String,
+    /// The choice index the chunks carry.
+    choice: u64,
     model: String,
     next_tool: u64,
     /// Canonical block index → OpenAI tool-call index.
@@ -207,11 +237,17 @@ impl Encoder {
             source,
             include_usage,
             id: ctx.openai_completion_id(),
+            choice: 0,
             model: String::new(),
             next_tool: 0,
             tools: BTreeMap::new(),
             raw: BTreeMap::new(),
         }
+    }
+
+    /// An encoder for choice `index` of a stream with several; it never sends usage.
+    pub fn for_choice(source: Protocol, ctx: &Context, index: u64) -> Encoder {
+        Encoder { choice: index, ..Encoder::new(source, false, ctx) }
     }
 
     fn chunk(&self, ctx: &Context, delta: Value, finish: Option<&str>, out: &mut String) {
@@ -220,7 +256,7 @@ impl Encoder {
             "object": "chat.completion.chunk",
             "created": ctx.created,
             "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+            "choices": [{"index": self.choice, "delta": delta, "logprobs": null, "finish_reason": finish}],
         });
         data(out, &chunk);
     }
