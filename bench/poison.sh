@@ -6,6 +6,7 @@
 # runs side by side, with the breaker state and fallbacks at the end.
 #
 #   bash bench/poison.sh [RATE] [POISON_RATE] [SECONDS]   (defaults: 100 req/s, 5 req/s, 20 s)
+#   BREAKER_FAILURES=1000000 bash bench/poison.sh          (the pool alone: the breaker never opens)
 #
 # Needs `oha` (installed with `cargo install oha --locked` if missing).
 set -euo pipefail
@@ -29,11 +30,8 @@ $BIN mock-upstream --listen 127.0.0.1:9200 >"$WORK/mock.log" 2>&1 &
 sed -e "s/127.0.0.1:9000/127.0.0.1:9200/" -e 's/^listen = .*/listen = "127.0.0.1:8281"/' \
     -e 's/^mode = .*//' -e 's/^rate = .*/rate = 0.0/' -e "s|^data_dir = .*|data_dir = \"$WORK/data\"|" \
     examples/local.toml >"$WORK/poison.toml"
-cat >>"$WORK/poison.toml" <<TOML
-admin_token_env = "SG_BENCH_ADMIN"
-[primary]
-deadline_ms = 50
-TOML
+{ echo 'admin_token_env = "SG_BENCH_ADMIN"'; cat "$WORK/poison.toml"; printf '[primary]\ndeadline_ms = 50\nbreaker_failures = %s\n' "${BREAKER_FAILURES:-5}"; } >"$WORK/p.toml"
+mv "$WORK/p.toml" "$WORK/poison.toml"
 # Every module at stage default: the candidate serves.
 python3 - "$WORK/poison.toml" "$GUEST" <<'PY'
 import re, sys
@@ -45,7 +43,10 @@ open(path, "w").write(text)
 PY
 RUST_LOG=warn $BIN serve --config "$WORK/poison.toml" >"$WORK/serve.log" 2>&1 &
 PID=$!
-until curl -sf http://127.0.0.1:8281/readyz >/dev/null; do sleep 0.2; done
+until curl -sf http://127.0.0.1:8281/readyz >/dev/null; do
+  kill -0 $PID 2>/dev/null || { cat "$WORK/serve.log"; exit 1; }
+  sleep 0.2
+done
 
 ORDINARY='{"model":"gpt-4o","messages":[{"role":"user","content":"What is shadow traffic?"}]}'
 PILL='{"model":"gpt-4o","messages":[{"role":"user","content":"POISON-PILL"}]}'

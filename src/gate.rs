@@ -82,6 +82,17 @@ impl Default for GateConfig {
 }
 
 impl GateConfig {
+    /// Checks that every per-module table names a module.
+    pub fn validate(&self) -> Result<(), crate::toml_error::Invalid> {
+        if let Some(m) = self.modules.keys().find(|m| m.parse::<Module>().is_err()) {
+            return Err(crate::toml_error::Invalid::new(
+                format!("gate.modules.{m}"),
+                format!("unknown module (known: {})", Module::names()),
+            ));
+        }
+        Ok(())
+    }
+
     /// The thresholds of `module`.
     pub fn thresholds(&self, module: Module) -> Thresholds {
         let mut t = Thresholds {

@@ -250,14 +250,15 @@ fn pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
 
-fn key_text(g: &Group) -> String {
-    g.key.values().cloned().collect::<Vec<_>>().join(" / ")
+/// A group's key values in the order the report was grouped by (its header's order).
+fn key_text(by: &[Dim], g: &Group) -> String {
+    by.iter().map(|d| g.key.get(d.name()).map_or("", String::as_str)).collect::<Vec<_>>().join(" / ")
 }
 
 /// An aligned text table.
 pub fn render_table(r: &DataReport) -> String {
     let head = r.by.iter().map(|d| d.name()).collect::<Vec<_>>().join(" / ");
-    let w = r.groups.iter().map(|g| key_text(g).chars().count()).max().unwrap_or(0).max(head.len());
+    let w = r.groups.iter().map(|g| key_text(&r.by, g).chars().count()).max().unwrap_or(0).max(head.len());
     let mut s = format!(
         "{:<w$} {:>11} {:>9} {:>9} {:>9} {:>7} {:>27}\n",
         head, "comparisons", "diff", "shadow_err", "primary_err", "drops", "latency Δ µs p50/p95/p99"
@@ -266,7 +267,7 @@ pub fn render_table(r: &DataReport) -> String {
         let d = g.latency_delta_us;
         s += &format!(
             "{:<w$} {:>11} {:>9} {:>10} {:>11} {:>7} {:>27}\n",
-            key_text(g),
+            key_text(&r.by, g),
             g.comparisons,
             pct(g.diff_rate),
             pct(g.shadow_error_rate),
@@ -290,7 +291,7 @@ pub fn render_markdown(r: &DataReport) -> String {
         let d = g.latency_delta_us;
         s += &format!(
             "| {} | {} | {} | {} | {} | {} | {} / {} / {} |\n",
-            key_text(g),
+            key_text(&r.by, g),
             g.comparisons,
             pct(g.diff_rate),
             pct(g.shadow_error_rate),
@@ -370,7 +371,7 @@ pub fn render_html(r: &DataReport) -> String {
         let d = g.latency_delta_us;
         rows += &format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td></tr>",
-            escape(&key_text(g)),
+            escape(&key_text(&r.by, g)),
             g.comparisons,
             pct(g.diff_rate),
             pct(g.shadow_error_rate),
@@ -394,4 +395,54 @@ pub fn render_html(r: &DataReport) -> String {
         r.by.iter().map(|d| d.name()).collect::<Vec<_>>().join(", "),
         r.by.iter().map(|d| d.name()).collect::<Vec<_>>().join(" / ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Dims;
+    use shadowgate_core::Protocol;
+
+    fn row(module: &str, tenant: &str, route: &str) -> DiffRow {
+        DiffRow {
+            dims: Dims {
+                request_id: "r".into(),
+                timestamp_us: 1,
+                tenant: tenant.into(),
+                route: route.into(),
+                endpoint: "/v1/messages".into(),
+                client_protocol: Protocol::AnthropicMessages,
+                upstream_protocol: Some(Protocol::AnthropicMessages),
+                model: "m".into(),
+                stream: false,
+                mode: "shadow".into(),
+                compat_profile: String::new(),
+            },
+            runtime_main: "native".into(),
+            runtime_shadow: "wasm".into(),
+            module: module.into(),
+            outcome: "match".into(),
+            diff_class: None,
+            rule_id: None,
+            diff_paths: Vec::new(),
+            latency_main_us: 10,
+            latency_shadow_us: 12,
+            ruleset_version: "v1".into(),
+            guest_sha256: String::new(),
+            core_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn rows_list_their_values_in_the_order_of_the_header() {
+        let by = [Dim::Module, Dim::Tenant, Dim::Route, Dim::Runtime, Dim::Ruleset];
+        let r = build(&[row("compat", "claude-team", "claude")], &by);
+        let table = render_table(&r);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("module / tenant / route / runtime / ruleset"), "{table}");
+        assert!(lines[1].starts_with("compat / claude-team / claude / native→wasm / v1"), "{table}");
+        assert!(render_markdown(&r).contains("compat / claude-team / claude / native→wasm / v1"));
+        let r = build(&[row("compat", "claude-team", "claude")], &[Dim::Route, Dim::Module]);
+        assert!(render_table(&r).lines().nth(1).unwrap().starts_with("claude / compat"));
+    }
 }

@@ -251,3 +251,20 @@ async fn a_dead_sink_writer_fails_readiness() {
     assert_eq!((status, v["ready"].as_bool()), (StatusCode::SERVICE_UNAVAILABLE, Some(false)));
     assert!(v["reason"].as_str().unwrap().contains("sink writer"));
 }
+
+#[tokio::test]
+async fn alerting_series_exist_at_zero_from_the_start() {
+    let st = state("");
+    let resp = app(st.clone()).oneshot(get("/metrics", None)).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    for series in [
+        "shadowgate_fallbacks_total{module=\"compat\"} 0",
+        "shadowgate_shadow_errors_total{kind=\"deadline\"} 0",
+        "shadowgate_sink_records_dropped_total{table=\"diffs\"} 0",
+        "shadowgate_sink_rows_failed_total{table=\"cases\"} 0",
+        "shadowgate_module_rollbacks_total{module=\"tokenizer\"} 0",
+        "shadowgate_breaker_open{module=\"streaming\"} 0",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+}

@@ -168,9 +168,15 @@ impl Config {
     /// Parses and validates config text.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let at_key = |Invalid { key, message }: Invalid| {
-            // Point at the first line that mentions the key's last part.
+            // Point at the first line that sets the key's last part, or opens its table.
             let last = key.rsplit('.').next().unwrap_or(&key).split('[').next().unwrap_or("");
-            let line = text.lines().position(|l| l.trim_start().starts_with(last)).map_or(0, |i| i + 1);
+            let header = |l: &str| {
+                l.strip_prefix('[')
+                    .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim())
+                    .is_some_and(|h| h == key || h.rsplit('.').next() == Some(last))
+            };
+            let line =
+                text.lines().map(str::trim_start).position(|l| l.starts_with(last) || header(l)).map_or(0, |i| i + 1);
             ConfigError { file: file.into(), line, key, message }
         };
         check_protocols(text).map_err(at_key)?;
@@ -218,6 +224,14 @@ impl Config {
             }
         }
         self.modules.validate()?;
+        self.gate.validate()?;
+        let known_tenant = |t: &str| t == "default" || tenants.contains(t);
+        if let Some(t) = self.sampling.tenants.keys().find(|t| !known_tenant(t)) {
+            return Err(Invalid::new(format!("sampling.tenants.{t}"), format!("no tenant named {t:?}")));
+        }
+        if let Some(r) = self.sampling.routes.keys().find(|r| !ids.contains(r.as_str())) {
+            return Err(Invalid::new(format!("sampling.routes.{r}"), format!("no route with id {r:?}")));
+        }
         self.primary.validate()?;
         self.shadow.validate()?;
         self.sampling.validate()?;
@@ -304,5 +318,21 @@ provider = "openai"
         assert_eq!(e.key, "providers[0].protocol");
         let e = Config::parse(&format!("{OK}\n[modules.stages]\nrouter = \"canary\""), "c.toml").unwrap_err();
         assert_eq!(e.key, "modules.stages.router");
+    }
+
+    #[test]
+    fn tables_keyed_by_module_tenant_or_route_name_a_known_one() {
+        let e = Config::parse(&format!("{OK}\n[gate.modules.tokeniser]\nmin_samples = 10"), "c.toml").unwrap_err();
+        assert_eq!(e.key, "gate.modules.tokeniser");
+        assert!(e.message.contains("known: routing, tools, compat, streaming, tokenizer"), "{e}");
+        assert!(e.line > 0, "{e}");
+        let e = Config::parse(&format!("{OK}\n[sampling.tenants]\nnobody = 0.5"), "c.toml").unwrap_err();
+        assert_eq!((e.key.as_str(), e.message.as_str()), ("sampling.tenants.nobody", "no tenant named \"nobody\""));
+        let e = Config::parse(&format!("{OK}\n[sampling.routes]\nclaude = 0.5"), "c.toml").unwrap_err();
+        assert_eq!(e.key, "sampling.routes.claude");
+        assert!(
+            Config::parse(&format!("{OK}\n[sampling.routes]\ngpt = 0.5\n[sampling.tenants]\ndefault = 1.0"), "c.toml")
+                .is_ok()
+        );
     }
 }

@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use shadowgate_core::Module;
 use shadowgate_runtime::WasmStats;
 use std::sync::atomic::AtomicU64;
 
@@ -210,6 +211,16 @@ impl Metrics {
             m.worker_panics.clone(),
         );
         drop(m.worker_panics.get_or_create(&ThreadLabels { thread: "shadow".into() }));
+        // Every per-module and per-table series an alert may watch exists from the start, at zero.
+        for module in Module::ALL {
+            let labels = ModuleLabels { module: module.as_str().into() };
+            drop(m.fallbacks.get_or_create(&labels));
+            drop(m.rollbacks.get_or_create(&labels));
+        }
+        for kind in ["deadline", "memory", "panic", "trap", "abi", "unsupported", "unavailable"] {
+            drop(m.shadow_errors.get_or_create(&KindLabels { kind: kind.into() }));
+        }
+        sink.register_tables();
         Metrics { registry, ..m }
     }
 

@@ -119,6 +119,16 @@ impl SinkStats {
         TableLabels { table: t.as_str().into() }
     }
 
+    /// Creates every per-table series at zero, so alert rules have a series from the start.
+    pub fn register_tables(&self) {
+        for t in [Table::Diffs, Table::Cases] {
+            let l = Self::label(t);
+            for family in [&self.rows, &self.dropped, &self.files, &self.errors] {
+                drop(family.get_or_create(&l));
+            }
+        }
+    }
+
     /// Rows written to `table` so far.
     pub fn rows_written(&self, t: Table) -> u64 {
         self.rows.get_or_create(&Self::label(t)).get()
