@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Value, json};
 use shadowgate_core::Module;
-use shadowgate_runtime::{NativeRuntime, Runtime, WasmConfig, WasmRuntime};
+use shadowgate_runtime::{NativeRuntime, Runtime, WasmConfig, WasmRuntime, panic_message};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -216,13 +216,6 @@ impl Candidate {
         let (guest_sha256, source) = (rt.module_sha256().to_string(), rt.source().to_string());
         Candidate { runtime: Box::new(rt), guest_sha256, source }
     }
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into())
 }
 
 /// Replays `cases` with `candidate` against the native core under `rules`.

@@ -298,6 +298,28 @@ fn the_demo_runs_end_to_end() {
     assert!(dir.join("candidate-guest.wasm").exists());
     assert!(!shadowgate::sink::files::parquet_files(&dir.join("diffs")).unwrap().is_empty());
 
+    // The closing hints work as printed: Python one-liners (what `make test` installs)
+    // and the binary by its own path (shadowgate is on no one's PATH after `make demo`).
+    let hints: Vec<&str> = stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("python3 -c") || l.ends_with("--report-md replay.md"))
+        .collect();
+    assert_eq!(hints.len(), 3, "{stdout}");
+    for hint in hints {
+        let out = Command::new("bash").args(["-c", hint]).current_dir(&dir).output().unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout);
+        if hint.ends_with("replay.md") {
+            assert_eq!(out.status.code(), Some(1), "the candidate diverges: {hint}\n{printed}");
+        } else {
+            assert!(
+                out.status.success() && printed.contains("compat"),
+                "{hint}\n{printed}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     // Reports over the demo's data: JSON figures per module and tenant, and one self-contained HTML page.
     let d = dir.to_str().unwrap();
     let out = shadowgate(&["report", d, "--since", "1h", "--by", "module,tenant", "--format", "json"]);

@@ -185,6 +185,15 @@ pub enum CallError {
     Core(#[from] CoreError),
 }
 
+/// The message of a caught panic's payload (`"panic"` when it is not a string).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
 /// Runs `op` and opens the envelope: the `ok` value as raw JSON, or the error.
 pub fn call_value(rt: &dyn Runtime, op: &str, input: &[u8]) -> Result<Box<RawValue>, CallError> {
     let env = rt.call(op, input)?;

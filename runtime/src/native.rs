@@ -29,14 +29,7 @@ impl NativeRuntime {
 /// Runs `f`, turning a panic into [`RuntimeError::Panic`] (the core should never
 /// panic; if it does, the host must not go down with it).
 fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, RuntimeError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into());
-        RuntimeError::Panic(msg)
-    })
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| RuntimeError::Panic(crate::panic_message(p.as_ref())))
 }
 
 impl Runtime for NativeRuntime {

@@ -216,10 +216,9 @@ fn worker(
             run_job(&job, rts, differ, records, recorder, stages, metrics)
         }));
         if let Err(p) = run {
-            let message =
-                p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
             metrics.worker_panics.get_or_create(&ThreadLabels { thread: "shadow".into() }).inc();
-            tracing::error!(request_id = %job.dims.request_id, panic = message.as_deref().unwrap_or("?"), "a shadow job panicked; the worker goes on");
+            tracing::error!(request_id = %job.dims.request_id, panic = %shadowgate_runtime::panic_message(p.as_ref()),
+                "a shadow job panicked; the worker goes on");
         }
     }
 }
