@@ -114,8 +114,10 @@ pub struct ModuleReport {
     pub error_rate: f64,
     /// `regressions / calls` (0 without recorded outputs).
     pub regression_rate: f64,
-    /// Divergences by class.
+    /// Native-vs-candidate mismatches by class (they add up to `mismatches`).
     pub classes: BTreeMap<String, u64>,
+    /// Regressions against the recorded outputs by class (they add up to `regressions`).
+    pub regression_classes: BTreeMap<String, u64>,
     /// Most frequent differing paths.
     pub top_paths: Vec<PathCount>,
     /// Example case ids of mismatches.
@@ -364,14 +366,16 @@ struct Acc {
     regressions: u64,
     with_recorded: bool,
     classes: BTreeMap<String, u64>,
+    regression_classes: BTreeMap<String, u64>,
     paths: BTreeMap<String, (u64, Vec<String>)>,
     examples: Vec<String>,
 }
 
 impl Acc {
-    fn divergence(&mut self, id: &str, d: &DiffResult) {
+    fn divergence(&mut self, id: &str, d: &DiffResult, regression: bool) {
         if let Some(c) = d.class {
-            *self.classes.entry(c.as_str().into()).or_default() += 1;
+            let classes = if regression { &mut self.regression_classes } else { &mut self.classes };
+            *classes.entry(c.as_str().into()).or_default() += 1;
         }
         for p in &d.paths {
             let e = self.paths.entry(p.clone()).or_default();
@@ -388,7 +392,7 @@ impl Acc {
             Ok(d) if d.agrees() => {}
             Ok(d) => {
                 self.mismatches += 1;
-                self.divergence(id, d);
+                self.divergence(id, d, false);
                 if self.examples.len() < 5 && !self.examples.iter().any(|x| x == id) {
                     self.examples.push(id.to_string());
                 }
@@ -399,7 +403,7 @@ impl Acc {
             self.with_recorded = true;
             if !r.agrees() {
                 self.regressions += 1;
-                self.divergence(id, r);
+                self.divergence(id, r, true);
             }
         }
     }
@@ -420,10 +424,18 @@ impl Acc {
             error_rate: rate(self.errors),
             regression_rate: if self.with_recorded { rate(self.regressions) } else { 0.0 },
             classes: self.classes,
+            regression_classes: self.regression_classes,
             top_paths: top,
             examples: self.examples,
         }
     }
+}
+
+/// Mismatch classes, then regression classes labelled as such (`logic:3,regress logic:3`).
+fn class_counts(m: &ModuleReport, sep: &str, join: &str) -> String {
+    let diffs = m.classes.iter().map(|(k, v)| format!("{k}{sep}{v}"));
+    let regressions = m.regression_classes.iter().map(|(k, v)| format!("regress {k}{sep}{v}"));
+    diffs.chain(regressions).collect::<Vec<_>>().join(join)
 }
 
 /// The report as an aligned text table (stdout).
@@ -442,7 +454,7 @@ pub fn render_text(r: &Report) -> String {
         "module", "calls", "diff", "regress", "errors", "classes"
     );
     for m in &r.modules {
-        let classes: Vec<String> = m.classes.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let classes = class_counts(m, ":", ",");
         let paths: Vec<String> = m
             .top_paths
             .iter()
@@ -456,7 +468,7 @@ pub fn render_text(r: &Report) -> String {
             m.diff_rate * 100.0,
             m.regression_rate * 100.0,
             m.errors,
-            if classes.is_empty() { "-".into() } else { classes.join(",") },
+            if classes.is_empty() { "-".into() } else { classes },
             paths.join("; ")
         );
     }
@@ -494,7 +506,7 @@ pub fn render_markdown(r: &Report) -> String {
     s += "| module | calls | diff rate | regression rate | error rate | classes | top paths (example cases) |\n";
     s += "|---|---:|---:|---:|---:|---|---|\n";
     for m in &r.modules {
-        let classes: Vec<String> = m.classes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let classes = class_counts(m, ": ", ", ");
         let paths: Vec<String> = m
             .top_paths
             .iter()
@@ -508,7 +520,7 @@ pub fn render_markdown(r: &Report) -> String {
             m.diff_rate * 100.0,
             m.regression_rate * 100.0,
             m.error_rate * 100.0,
-            classes.join(", "),
+            classes,
             paths.join("<br>")
         );
     }

@@ -268,3 +268,11 @@ async fn alerting_series_exist_at_zero_from_the_start() {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn without_an_admin_token_the_admin_api_says_it_is_disabled() {
+    let st = state_of(&CONFIG.replace("admin_token_env = \"SG_TEST_ADMIN_TOKEN\"\n", ""));
+    let (status, _, v) = send(&st, get("/admin/modules", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(v["error"].as_str().unwrap().contains("disabled by configuration"), "{v}");
+}

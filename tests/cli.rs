@@ -116,3 +116,19 @@ fn logs_to_a_pipe_carry_no_colour_and_can_be_json() {
     assert_eq!(json["fields"]["message"], "mock upstream serving");
     assert_eq!(json["level"], "INFO");
 }
+
+#[test]
+fn noise_probe_reads_parquet_baselines_and_refuses_a_folder_without_cases() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out_file = std::env::temp_dir().join(format!("shadowgate-probe-{}.toml", std::process::id()));
+    let baseline = root.join("baselines/sample");
+    let out = shadowgate(&["noise-probe", baseline.to_str().unwrap(), "--out", out_file.to_str().unwrap()], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("probed 12 cases"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let empty = std::env::temp_dir().join(format!("shadowgate-probe-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = shadowgate(&["noise-probe", empty.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cases"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_file(out_file);
+}

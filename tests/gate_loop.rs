@@ -71,6 +71,11 @@ fn the_sample_baseline_replays_clean_and_a_changed_module_is_caught_and_attribut
     }
     let tok = bad["modules"].as_array().unwrap().iter().find(|m| m["module"] == "tokenizer").unwrap();
     assert_eq!(tok["top_paths"][0]["path"], "/digest");
+    // Mismatches and regressions are counted apart, each adding up to its own total.
+    let sum = |k: &str| tok[k].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("classes"), tok["mismatches"].as_u64().unwrap(), "{tok}");
+    assert_eq!(sum("regression_classes"), tok["regressions"].as_u64().unwrap(), "{tok}");
+    assert!(stdout.contains("regress logic:"), "{stdout}");
     assert!(tok["top_paths"][0]["examples"].as_array().unwrap().len() <= 3);
     assert_eq!(bad["versions"]["candidate"]["modules"]["tokenizer"], "tokenizer/1.1.0-candidate");
     assert!(std::fs::read_to_string(&md).unwrap().contains("| tokenizer |"));

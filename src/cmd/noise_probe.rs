@@ -1,7 +1,6 @@
 //! `noise-probe`: learn noise and propose a new ruleset version.
 
 use super::{CmdError, CmdResult, Context, agreed, print};
-use crate::case;
 use crate::diff::Ruleset;
 use crate::noise_probe::{ProbeReport, probe, proposal};
 use shadowgate_runtime::{NativeRuntime, RuntimeKind};
@@ -10,7 +9,7 @@ use std::path::PathBuf;
 /// Flags of `noise-probe`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A case file or folder (readable case format).
+    /// A case file or folder (readable case format), or a Parquet baseline.
     pub cases: PathBuf,
     /// Candidate guest compared with the native runtime (default: the embedded guest).
     #[arg(long)]
@@ -27,7 +26,8 @@ pub struct Args {
 /// proposes the paths that differ; exit 1 if some call is unstable under a
 /// repeated context.
 pub fn run(a: Args) -> CmdResult {
-    let cases = case::load(&a.cases)?;
+    // Readable cases or a Parquet baseline; a folder with neither is an error (exit 2).
+    let cases: Vec<_> = crate::replay::load_input(&a.cases)?.into_iter().map(|c| c.case).collect();
     let rules = Ruleset::load(a.ruleset.as_deref())?;
     let candidate = super::convert::build_runtime(RuntimeKind::Wasm, a.guest.as_deref())?;
     let report = probe(&cases, &NativeRuntime::new(), candidate.as_ref(), &rules);

@@ -30,6 +30,12 @@ pub fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
 }
 
 fn check(st: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
+    if st.admin_token.is_none() {
+        return Err(AdminError::new(
+            StatusCode::FORBIDDEN,
+            "the admin API is disabled by configuration: set admin_token_env to the variable holding its token",
+        ));
+    }
     if authorized(st, headers) {
         Ok(())
     } else {
