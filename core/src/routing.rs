@@ -102,7 +102,7 @@ pub fn resolve(req: &RouteRequest) -> Result<Target> {
     Err(CoreError::new(
         ErrorKind::NoRoute,
         "/model",
-        format!("no route for model {:?} from a {} client", req.model, client),
+        format!("no route for model {:?} from an {} client", req.model, client),
     ))
 }
 

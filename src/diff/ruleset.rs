@@ -21,7 +21,7 @@ pub const CURRENT: &str = include_str!("../../rulesets/CURRENT");
 
 /// A ruleset that could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {key}: {message}")]
+#[error("{}", crate::toml_error::display(file, *line, key, message))]
 pub struct RulesetError {
     /// File (or `embedded vN`).
     pub file: String,
@@ -221,7 +221,11 @@ impl Ruleset {
             if let Some((_, text)) = EMBEDDED.iter().find(|(v, _)| *v == n) {
                 return Ruleset::parse(text, &format!("diff_ruleset_v{n}.toml (embedded)"));
             }
-            return Ruleset::load_file(&Path::new("rulesets").join(format!("diff_ruleset_v{n}.toml")));
+            return Ruleset::load_file(&Path::new("rulesets").join(format!("diff_ruleset_v{n}.toml"))).map_err(|mut e| {
+                let known: Vec<String> = EMBEDDED.iter().map(|(v, _)| format!("v{v}")).collect();
+                e.message = format!("{} (published versions: {})", e.message, known.join(", "));
+                e
+            });
         }
         Ruleset::load_file(Path::new(spec))
     }
@@ -232,7 +236,7 @@ impl Ruleset {
             file: path.display().to_string(),
             line: 0,
             key: String::new(),
-            message: format!("cannot read: {e}"),
+            message: crate::toml_error::unreadable(&e),
         })?;
         Ruleset::parse(&text, &path.display().to_string())
     }

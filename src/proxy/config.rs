@@ -22,7 +22,7 @@ use std::path::Path;
 
 /// A config that could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {key}: {message}")]
+#[error("{}", crate::toml_error::display(file, *line, key, message))]
 pub struct ConfigError {
     /// File.
     pub file: String,
@@ -160,7 +160,7 @@ impl Config {
             file: file.clone(),
             line: 0,
             key: String::new(),
-            message: format!("cannot read: {e}"),
+            message: crate::toml_error::unreadable(&e),
         })?;
         Config::parse(&text, &file)
     }
@@ -334,5 +334,16 @@ provider = "openai"
             Config::parse(&format!("{OK}\n[sampling.routes]\ngpt = 0.5\n[sampling.tenants]\ndefault = 1.0"), "c.toml")
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn errors_say_which_file_is_missing_and_which_key_holds_a_bad_value() {
+        let e = Config::load(Path::new("no/such/config.toml")).unwrap_err();
+        assert_eq!(e.to_string(), "no/such/config.toml: no such file");
+        let e = Config::parse(&format!("{OK}\n[modules.stages]\ncompat = \"beta\""), "c.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (13, "compat"), "{e}");
+        assert!(e.to_string().starts_with("c.toml:13: compat: unknown variant `beta`"), "{e}");
+        let e = crate::diff::Ruleset::load(Some("v99")).unwrap_err();
+        assert!(e.to_string().ends_with("diff_ruleset_v99.toml: no such file (published versions: v1)"), "{e}");
     }
 }
