@@ -315,8 +315,11 @@ const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"
 /// over time per module (no scripts, no external resources).
 pub fn render_html(r: &DataReport) -> String {
     let (w, h, pad) = (860.0_f64, 320.0_f64, 48.0_f64);
-    let (t0, t1) = r.span_us;
-    let span = ((t1 - t0) as f64).max(1.0);
+    // The x axis spans the plotted buckets (whose starts can precede the first row);
+    // a single bucket sits in the middle.
+    let starts = || r.series.values().flatten().map(|p| p.t_us);
+    let (t0, t1) = (starts().min().unwrap_or(0), starts().max().unwrap_or(0));
+    let span = (t1 - t0) as f64;
     let max_rate = r
         .series
         .values()
@@ -324,7 +327,7 @@ pub fn render_html(r: &DataReport) -> String {
         .map(|p| p.mismatches as f64 / p.comparisons.max(1) as f64)
         .fold(0.0_f64, f64::max)
         .max(0.01);
-    let x = |t: i64| pad + (t - t0) as f64 / span * (w - 2.0 * pad);
+    let x = |t: i64| if span > 0.0 { pad + (t - t0) as f64 / span * (w - 2.0 * pad) } else { w / 2.0 };
     let y = |rate: f64| h - pad - rate / max_rate * (h - 2.0 * pad);
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"diff rate over time per module\">\
@@ -353,10 +356,11 @@ pub fn render_html(r: &DataReport) -> String {
             let (cx, cy) = c.split_once(',').unwrap_or(("0", "0"));
             svg += &format!("<circle cx=\"{cx}\" cy=\"{cy}\" r=\"2.5\" fill=\"{color}\"/>");
         }
+        // The legend sits below the x axis, where no line can cross it.
         svg += &format!(
             "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{color}\">{}</text>",
-            w - pad + 4.0 - 120.0,
-            pad + 14.0 * i as f64,
+            pad + 120.0 * i as f64,
+            h - 12.0,
             escape(module)
         );
     }
@@ -390,8 +394,8 @@ pub fn render_html(r: &DataReport) -> String {
          <h2>By {}</h2><table><thead><tr><th>{}</th><th>comparisons</th><th>diff rate</th><th>shadow error rate</th>\
          <th>primary errors</th><th>drops</th><th>latency Δ µs p50 / p95 / p99</th></tr></thead><tbody>{rows}</tbody></table></body></html>\n",
         r.rows,
-        fmt_t(t0),
-        fmt_t(t1),
+        fmt_t(r.span_us.0),
+        fmt_t(r.span_us.1),
         r.by.iter().map(|d| d.name()).collect::<Vec<_>>().join(", "),
         r.by.iter().map(|d| d.name()).collect::<Vec<_>>().join(" / ")
     )
@@ -430,6 +434,29 @@ mod tests {
             ruleset_version: "v1".into(),
             guest_sha256: String::new(),
             core_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_plotted_point_is_inside_the_axes() {
+        for stamps in [
+            vec![1_700_000_000_400_000, 1_700_000_000_900_000],
+            (0..50).map(|i| 1_700_000_000_000_000 + i * 7_300_000_000).collect(),
+        ] {
+            let rows: Vec<DiffRow> = stamps
+                .iter()
+                .map(|&t| {
+                    let mut r = row("compat", "t", "r");
+                    r.dims.timestamp_us = t;
+                    r
+                })
+                .collect();
+            let html = render_html(&build(&rows, &[Dim::Module]));
+            let points = html.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+            for p in points.split(' ') {
+                let x: f64 = p.split(',').next().unwrap().parse().unwrap();
+                assert!((48.0..=812.0).contains(&x), "x = {x} is outside the plot: {points}");
+            }
         }
     }
 

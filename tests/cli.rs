@@ -132,3 +132,23 @@ fn noise_probe_reads_parquet_baselines_and_refuses_a_folder_without_cases() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no cases"), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_file(out_file);
 }
+
+#[test]
+fn gate_apply_warns_when_a_configured_mode_hides_the_stages() {
+    let dir = std::env::temp_dir().join(format!("shadowgate-gate-warn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = shadowgate::report::build(&[], &[shadowgate::report::Dim::Module]);
+    std::fs::write(dir.join("report.json"), serde_json::to_string(&report).unwrap()).unwrap();
+    let base = "[[providers]]\nname = \"p\"\nprotocol = \"openai-chat\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+                [[routes]]\nid = \"r\"\nmodel = \"*\"\nprovider = \"p\"\n";
+    for (config, warned) in [(format!("mode = \"shadow\"\n{base}"), true), (base.to_string(), false)] {
+        std::fs::write(dir.join("c.toml"), config).unwrap();
+        let args = ["gate", "report.json", "--config", "c.toml", "--state", "modules.json", "--apply"];
+        let out = Command::new(env!("CARGO_BIN_EXE_shadowgate")).args(args).current_dir(&dir).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.contains("warning: the config sets mode = \"shadow\" globally"), warned, "{stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

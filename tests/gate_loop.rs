@@ -325,6 +325,36 @@ fn the_demo_runs_end_to_end() {
         }
     }
 
+    // The demo's gate verdicts are the `gate` command's, with the config the demo wrote.
+    let verdicts = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| ["routing ", "tools ", "compat ", "streaming ", "tokenizer "].iter().any(|m| l.starts_with(m)))
+            .filter(|l| l.contains(" pass ") || l.contains(" fail ") || l.contains(" inconclusive "))
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let gate_hint = stdout.lines().map(str::trim).find(|l| l.contains(" gate ") && l.contains("demo.toml")).unwrap();
+    let out = Command::new("bash").args(["-c", gate_hint]).current_dir(&dir).output().unwrap();
+    let gate_out = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("at least 50 comparisons"), "the demo says which thresholds it used: {stdout}");
+    assert_eq!(verdicts(&gate_out), verdicts(&stdout)[..5], "{gate_out}\n---\n{stdout}");
+    assert_eq!(verdicts(&gate_out).len(), 5);
+
+    // A second demo into the same folder starts clean instead of mixing the runs; another folder is refused.
+    let replayed =
+        |text: &str| text.lines().find(|l| l.starts_with("replayed ")).unwrap().split(" (").next().unwrap().to_string();
+    let again = shadowgate(&["demo", "--requests", "60", "--data-dir", dir.to_str().unwrap()]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("starting clean"));
+    assert_eq!(replayed(&String::from_utf8_lossy(&again.stdout)), replayed(&stdout));
+    let other = tmp("demo-other");
+    std::fs::write(other.join("keep.txt"), "mine").unwrap();
+    let out = shadowgate(&["demo", "--requests", "10", "--data-dir", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--append"));
+    assert!(other.join("keep.txt").exists());
+    let _ = std::fs::remove_dir_all(&other);
+
     // Reports over the demo's data: JSON figures per module and tenant, and one self-contained HTML page.
     let d = dir.to_str().unwrap();
     let out = shadowgate(&["report", d, "--since", "1h", "--by", "module,tenant", "--format", "json"]);

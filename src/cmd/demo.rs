@@ -25,27 +25,66 @@ pub struct Args {
     /// Requests to send.
     #[arg(long, default_value_t = 400)]
     pub requests: usize,
-    /// Where the Parquet tables go.
+    /// Where the Parquet tables go. A previous demo's data there is replaced;
+    /// any other non-empty folder is refused without `--append`.
     #[arg(long, default_value = "shadowgate-demo-data")]
     pub data_dir: PathBuf,
+    /// Add to the data already in `--data-dir` instead of starting clean.
+    #[arg(long)]
+    pub append: bool,
 }
+
+/// The config file a demo writes into its data folder (and that marks the folder as a demo's).
+const CONFIG_FILE: &str = "demo.toml";
 
 /// Runs the demo and prints what it found.
 pub fn run(a: Args) -> CmdResult {
+    if let Some(note) = prepare(&a.data_dir, a.append)? {
+        eprintln!("shadowgate demo: {note}");
+    }
     let text = tokio_runtime()?.block_on(demo(a.requests, a.data_dir))?;
     print(&text);
     Ok(ExitCode::SUCCESS)
 }
 
-/// The demo's config: `examples/local.toml` pointed at the in-process mock and `data_dir`.
-pub fn config(mock: std::net::SocketAddr, data_dir: &Path) -> Result<Config, CmdError> {
-    let text = LOCAL
+/// Makes `dir` ready: empty or missing as it is, a previous demo's data removed,
+/// other data kept only with `append`. Says what it did.
+fn prepare(dir: &Path, append: bool) -> Result<Option<String>, CmdError> {
+    let empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
+    if empty {
+        return Ok(None);
+    }
+    if append {
+        return Ok(Some(format!("appending to the data already in {}", dir.display())));
+    }
+    if !dir.join(CONFIG_FILE).is_file() {
+        return Err(CmdError::input(format!(
+            "{}: not empty and not a previous demo's data folder; pass --append to add to it, or choose another --data-dir",
+            dir.display()
+        )));
+    }
+    for sub in ["diffs", "cases", "state"] {
+        let p = dir.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).context(p.display())?;
+        }
+    }
+    Ok(Some(format!("starting clean: removed the previous demo's data in {} (--append keeps it)", dir.display())))
+}
+
+/// The demo's config text: `examples/local.toml` pointed at the in-process mock and `data_dir`.
+fn config_text(mock: std::net::SocketAddr, data_dir: &Path) -> String {
+    LOCAL
         .replace("127.0.0.1:9000", &mock.to_string())
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
         .replace("data_dir = \"./shadowgate-data\"", &format!("data_dir = {:?}\nflush_interval_ms = 2000", data_dir))
         // A demo has hundreds of requests, not the thousands a real gate wants.
-        + "\n[gate.defaults]\nmin_samples = 50\n";
-    Ok(Config::parse(&text, "examples/local.toml (demo)")?)
+        + "\n[gate.defaults]\nmin_samples = 50\n"
+}
+
+/// The demo's config.
+pub fn config(mock: std::net::SocketAddr, data_dir: &Path) -> Result<Config, CmdError> {
+    Ok(Config::parse(&config_text(mock, data_dir), "examples/local.toml (demo)")?)
 }
 
 /// The `i`-th request of the mixed workload: (path, headers, body).
@@ -99,13 +138,15 @@ pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let mock = crate::mock::spawn(Vec::new(), loopback).await?;
     let cfg = config(mock, &data_dir)?;
+    let config_file = data_dir.join(CONFIG_FILE);
+    std::fs::write(&config_file, config_text(mock, &data_dir)).context(config_file.display())?;
     let wasm = proxy::load_guest(&cfg)?;
     let (rec, sink) = proxy::start_sink(&cfg, &wasm, Arc::new(redactor))?;
     let state = proxy::build(cfg, wasm, rec)?;
     let addr = proxy::spawn(state.clone(), loopback).await?;
     let base = format!("http://{addr}");
     eprintln!(
-        "shadowgate demo: mock upstream on {mock}, proxy on {addr} (mode shadow), data in {}",
+        "shadowgate demo: mock upstream on {mock}, proxy on {addr} (every module at stage shadow), data in {}",
         data_dir.display()
     );
 
@@ -172,7 +213,18 @@ pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError
     out += &crate::report::render_table(&report);
     let gate_cfg = config(mock, &data_dir)?;
     let stages = crate::gate::State::load(&data_dir.join("state/modules.json"))?.stages;
-    out += "\n== gate verdicts ==\n";
+    let t = |m| gate_cfg.gate.thresholds(m);
+    let (compat, tokenizer) = (t(shadowgate_core::Module::Compat), t(shadowgate_core::Module::Tokenizer));
+    out += &format!(
+        "\n== gate verdicts ==\nthresholds (the demo's own, from {}): diff rate ≤ {}% (tokenizer {}%), shadow errors ≤ {}%, \
+         p95 latency delta ≤ {} ms, at least {} comparisons (a production gate's default is 1000)\n",
+        config_file.display(),
+        compat.max_diff_rate * 100.0,
+        tokenizer.max_diff_rate * 100.0,
+        compat.max_shadow_error_rate * 100.0,
+        compat.max_p95_latency_delta_ms,
+        compat.min_samples
+    );
     out += &crate::gate::render_table(&crate::gate::verdicts(&report, &gate_cfg.gate, &stages));
 
     // Detection: a candidate guest with one module changed, replayed over the cases just recorded.
@@ -204,6 +256,8 @@ pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError
          python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{dir}/diffs', partitioning='hive').to_table().group_by(['module', 'outcome']).aggregate([('request_id', 'count')]))\"\n\
          or with the DuckDB CLI, if you have it:\n  \
          duckdb -c \"{query}\"\n\
+         The same gate verdicts from the command line:\n  \
+         {exe} gate {dir} --config {dir}/{CONFIG_FILE}\n\
          Replay them in CI:\n  \
          {exe} replay {dir} --guest {dir}/candidate-guest.wasm --report-md replay.md\n"
     );

@@ -53,6 +53,9 @@ pub fn run(a: Args) -> CmdResult {
     let mut text = format!("gate over {window} of {} ({} rows)\n", a.input.display(), report.rows);
     text += &gate::render_table(&verdicts);
     if a.apply {
+        if let Some(c) = &cfg {
+            text += &hidden_stages(c);
+        }
         let (mut changed, mut moved) = (0, Vec::new());
         State::update(&state_file, |st| (changed, moved) = apply(st, &verdicts))?;
         text += &format!("applied: {changed} stage change(s) written to {}\n", state_file.display());
@@ -66,6 +69,26 @@ pub fn run(a: Args) -> CmdResult {
     });
     let failed = verdicts.iter().any(|v| v.verdict == Decision::Fail);
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Warnings for modes in `c` that override the stages `--apply` writes.
+fn hidden_stages(c: &Config) -> String {
+    let mut w = String::new();
+    if let Some(m) = c.mode {
+        w += &format!(
+            "warning: the config sets mode = \"{m}\" globally: serving follows it, not the stages, until it is unset\n"
+        );
+    }
+    let tenants: Vec<&str> = c.tenants.iter().filter(|t| t.mode.is_some()).map(|t| t.name.as_str()).collect();
+    let routes: Vec<&str> = c.routes.iter().filter(|r| r.mode.is_some()).map(|r| r.id.as_str()).collect();
+    if !tenants.is_empty() || !routes.is_empty() {
+        w += &format!(
+            "warning: a mode set for tenants [{}] and routes [{}] overrides the stages for their requests\n",
+            tenants.join(", "),
+            routes.join(", ")
+        );
+    }
+    w
 }
 
 /// The report to judge: built from a data dir over `window`, or read from a report JSON.

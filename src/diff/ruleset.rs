@@ -221,11 +221,13 @@ impl Ruleset {
             if let Some((_, text)) = EMBEDDED.iter().find(|(v, _)| *v == n) {
                 return Ruleset::parse(text, &format!("diff_ruleset_v{n}.toml (embedded)"));
             }
-            return Ruleset::load_file(&Path::new("rulesets").join(format!("diff_ruleset_v{n}.toml"))).map_err(|mut e| {
-                let known: Vec<String> = EMBEDDED.iter().map(|(v, _)| format!("v{v}")).collect();
-                e.message = format!("{} (published versions: {})", e.message, known.join(", "));
-                e
-            });
+            return Ruleset::load_file(&Path::new("rulesets").join(format!("diff_ruleset_v{n}.toml"))).map_err(
+                |mut e| {
+                    let known: Vec<String> = EMBEDDED.iter().map(|(v, _)| format!("v{v}")).collect();
+                    e.message = format!("{} (published versions: {})", e.message, known.join(", "));
+                    e
+                },
+            );
         }
         Ruleset::load_file(Path::new(spec))
     }
