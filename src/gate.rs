@@ -67,6 +67,66 @@ pub struct GateConfig {
     /// Calls needed in that window before it can trigger.
     #[serde(default = "d_rollback_min")]
     pub rollback_min_samples: usize,
+    /// The least time a module spends in a stage before the gate promotes it out.
+    #[serde(default)]
+    pub min_dwell: MinDwell,
+}
+
+fn d_dwell_shadow() -> String {
+    "7d".into()
+}
+fn d_dwell_canary() -> String {
+    "3d".into()
+}
+fn d_dwell_default() -> String {
+    "14d".into()
+}
+
+/// `[gate] min_dwell.<stage>`: observation periods in the spirit of the
+/// migration plan (a week of shadow, three days of canary, two weeks as the
+/// default before the native path is deprecated, and again before removal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinDwell {
+    /// Before `shadow` → `canary`.
+    #[serde(default = "d_dwell_shadow")]
+    pub shadow: String,
+    /// Before `canary` → `default`.
+    #[serde(default = "d_dwell_canary")]
+    pub canary: String,
+    /// Before `default` → `deprecated`.
+    #[serde(default = "d_dwell_default")]
+    pub default: String,
+    /// Before `deprecated` → `removed`.
+    #[serde(default = "d_dwell_default")]
+    pub deprecated: String,
+}
+
+impl Default for MinDwell {
+    fn default() -> Self {
+        MinDwell {
+            shadow: d_dwell_shadow(),
+            canary: d_dwell_canary(),
+            default: d_dwell_default(),
+            deprecated: d_dwell_default(),
+        }
+    }
+}
+
+impl MinDwell {
+    fn of(&self, stage: Stage) -> &str {
+        match stage {
+            Stage::Shadow => &self.shadow,
+            Stage::Canary => &self.canary,
+            Stage::Default => &self.default,
+            Stage::Deprecated | Stage::Removed => &self.deprecated,
+        }
+    }
+
+    /// The minimum for leaving `stage`, in µs (validated at load).
+    pub fn micros(&self, stage: Stage) -> i64 {
+        crate::report::parse_since(self.of(stage)).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    }
 }
 
 impl Default for GateConfig {
@@ -77,6 +137,7 @@ impl Default for GateConfig {
             modules: BTreeMap::new(),
             rollback_window: d_rollback_window(),
             rollback_min_samples: d_rollback_min(),
+            min_dwell: MinDwell::default(),
         }
     }
 }
@@ -84,6 +145,10 @@ impl Default for GateConfig {
 impl GateConfig {
     /// Checks that every per-module table names a module.
     pub fn validate(&self) -> Result<(), crate::toml_error::Invalid> {
+        for stage in [Stage::Shadow, Stage::Canary, Stage::Default, Stage::Deprecated] {
+            crate::report::parse_since(self.min_dwell.of(stage))
+                .map_err(|e| crate::toml_error::Invalid::new(format!("gate.min_dwell.{stage}"), e.to_string()))?;
+        }
         if let Some(m) = self.modules.keys().find(|m| m.parse::<Module>().is_err()) {
             return Err(crate::toml_error::Invalid::new(
                 format!("gate.modules.{m}"),
@@ -204,6 +269,73 @@ pub fn verdicts(report: &DataReport, cfg: &GateConfig, stages: &BTreeMap<String,
         .collect()
 }
 
+/// What a module's verdict rests on: the rows since it entered its stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evidence {
+    /// Rows counted from here (µs): the later of the window's start and the stage's start.
+    pub since_us: i64,
+    /// When the module was first observed in its current stage (µs), if known.
+    pub observed_since_us: Option<i64>,
+}
+
+/// A duration in µs as `3d 4h`, `12m`, `45s`.
+fn human(us: i64) -> String {
+    let s = us.max(0) / 1_000_000;
+    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// Verdicts over diff rows: each module is judged only on the rows recorded
+/// since it entered its current stage (the state's history says when; within
+/// the window starting at `since_us`), and is not promoted out of a stage
+/// before `min_dwell` of it has passed.
+pub fn judge(
+    rows: &[crate::sink::schema::DiffRow],
+    since_us: i64,
+    now_us: i64,
+    cfg: &GateConfig,
+    state: &State,
+    stages: &BTreeMap<String, Stage>,
+) -> Vec<Verdict> {
+    Module::ALL
+        .into_iter()
+        .map(|m| {
+            let stage = stages.get(m.as_str()).copied().unwrap_or(Stage::Shadow);
+            let entered = state.entered(m.as_str(), stage);
+            let from = entered.map_or(since_us, |e| e.max(since_us));
+            let mine: Vec<_> =
+                rows.iter().filter(|r| r.module == m.as_str() && r.dims.timestamp_us >= from).cloned().collect();
+            let report = crate::report::build(&mine, &[crate::report::Dim::Module]);
+            let observed = entered.or_else(|| mine.iter().map(|r| r.dims.timestamp_us).min());
+            let evidence = Evidence { since_us: from, observed_since_us: observed };
+            with_dwell(decide(m, report.groups.first(), cfg.thresholds(m), stage), evidence, now_us, cfg)
+        })
+        .collect()
+}
+
+/// Holds back a pass before the stage's minimum dwell, and says what the verdict rests on.
+pub fn with_dwell(mut v: Verdict, e: Evidence, now_us: i64, cfg: &GateConfig) -> Verdict {
+    let min = cfg.min_dwell.micros(v.stage);
+    let dwell = e.observed_since_us.map_or(0, |t| now_us.saturating_sub(t));
+    if v.verdict == Decision::Pass && dwell < min {
+        v.verdict = Decision::Inconclusive;
+        v.next_stage = v.stage;
+        v.reason = format!(
+            "in {} for {} of the {} to observe before promotion; {}",
+            v.stage,
+            human(dwell),
+            human(min),
+            v.reason
+        );
+    }
+    v.reason += &format!(" (evidence: rows since {} in stage {})", crate::clock::rfc3339(e.since_us), v.stage);
+    v
+}
+
 /// One change of stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
@@ -241,6 +373,14 @@ pub struct State {
 }
 
 impl State {
+    /// When `module` last entered `stage` (µs), by the history; `None` if it never changed.
+    pub fn entered(&self, module: &str, stage: Stage) -> Option<i64> {
+        let change = self.history.iter().rev().find(|c| c.module == module)?;
+        (change.to == stage)
+            .then(|| chrono::DateTime::parse_from_rfc3339(&change.at).ok().map(|t| t.timestamp_micros()))
+            .flatten()
+    }
+
     /// Reads `path`; a missing file is an empty state.
     pub fn load(path: &Path) -> Result<State, StateError> {
         let err = |message: String| StateError { path: path.display().to_string(), message };
@@ -360,5 +500,73 @@ mod tests {
             .collect();
         assert!(left.is_empty(), "{left:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn row(t: i64, mismatch: bool) -> crate::sink::schema::DiffRow {
+        crate::sink::schema::DiffRow {
+            dims: crate::record::Dims {
+                request_id: "r".into(),
+                timestamp_us: t,
+                tenant: "t".into(),
+                route: "r".into(),
+                endpoint: "/v1/messages".into(),
+                client_protocol: shadowgate_core::Protocol::AnthropicMessages,
+                upstream_protocol: None,
+                model: "m".into(),
+                stream: false,
+                mode: "stages".into(),
+                compat_profile: String::new(),
+            },
+            runtime_main: "native".into(),
+            runtime_shadow: "wasm".into(),
+            module: "compat".into(),
+            outcome: if mismatch { "mismatch" } else { "match" }.into(),
+            diff_class: None,
+            rule_id: None,
+            diff_paths: Vec::new(),
+            latency_main_us: 10,
+            latency_shadow_us: 11,
+            ruleset_version: "v1".into(),
+            guest_sha256: String::new(),
+            core_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn promotion_rests_on_evidence_from_the_current_stage_after_its_minimum_dwell() {
+        let day = 86_400_000_000_i64;
+        let now = 1_800_000_000_000_000_i64;
+        let promoted_at = now - 4 * day;
+        // Bad rows while in shadow, clean rows since the module entered canary.
+        let mut rows: Vec<_> = (0..2000).map(|i| row(promoted_at - day + i, i % 2 == 0)).collect();
+        rows.extend((0..1500).map(|i| row(promoted_at + 1 + i, false)));
+        let at = crate::clock::rfc3339(promoted_at);
+        let state = State {
+            stages: BTreeMap::from([("compat".into(), Stage::Canary)]),
+            history: vec![Change {
+                at,
+                module: "compat".into(),
+                from: Stage::Shadow,
+                to: Stage::Canary,
+                by: "gate".into(),
+                reason: String::new(),
+            }],
+        };
+        let stages = state.stages.clone();
+        let cfg = GateConfig::default();
+        let v = &judge(&rows, now - 7 * day, now, &cfg, &state, &stages)[2];
+        assert_eq!(v.module, Module::Compat);
+        assert_eq!((v.verdict, v.comparisons, v.next_stage), (Decision::Pass, 1500, Stage::Default), "{}", v.reason);
+        assert!(v.reason.contains("evidence: rows since") && v.reason.contains("in stage canary"), "{}", v.reason);
+
+        // The same evidence one day into canary: held back until 3 days have passed.
+        let v = &judge(&rows, now - 7 * day, promoted_at + day, &cfg, &state, &stages)[2];
+        assert_eq!((v.verdict, v.next_stage), (Decision::Inconclusive, Stage::Canary), "{}", v.reason);
+        assert!(v.reason.starts_with("in canary for 1d 0h of the 3d 0h to observe"), "{}", v.reason);
+
+        // Without a recorded stage change every row in the window counts, the bad ones too.
+        let fresh = State { stages: stages.clone(), history: Vec::new() };
+        let v = &judge(&rows, now - 7 * day, now, &cfg, &fresh, &stages)[2];
+        assert_eq!((v.verdict, v.comparisons), (Decision::Fail, 3500), "{}", v.reason);
     }
 }

@@ -78,8 +78,9 @@ fn config_text(mock: std::net::SocketAddr, data_dir: &Path) -> String {
         .replace("127.0.0.1:9000", &mock.to_string())
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
         .replace("data_dir = \"./shadowgate-data\"", &format!("data_dir = {:?}\nflush_interval_ms = 2000", data_dir))
-        // A demo has hundreds of requests, not the thousands a real gate wants.
-        + "\n[gate.defaults]\nmin_samples = 50\n"
+        // A demo has hundreds of requests over seconds, not the thousands over days a real gate wants.
+        + "\n[gate.defaults]\nmin_samples = 50\n\
+           [gate.min_dwell]\nshadow = \"0s\"\ncanary = \"0s\"\ndefault = \"0s\"\ndeprecated = \"0s\"\n"
 }
 
 /// The demo's config.
@@ -217,15 +218,20 @@ pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError
     let (compat, tokenizer) = (t(shadowgate_core::Module::Compat), t(shadowgate_core::Module::Tokenizer));
     out += &format!(
         "\n== gate verdicts ==\nthresholds (the demo's own, from {}): diff rate ≤ {}% (tokenizer {}%), shadow errors ≤ {}%, \
-         p95 latency delta ≤ {} ms, at least {} comparisons (a production gate's default is 1000)\n",
+         p95 latency delta ≤ {} ms, at least {} comparisons and {} in a stage before promotion (a production gate's \
+         defaults: 1000 comparisons; 7d of shadow, 3d of canary, 14d as default)\n",
         config_file.display(),
         compat.max_diff_rate * 100.0,
         tokenizer.max_diff_rate * 100.0,
         compat.max_shadow_error_rate * 100.0,
         compat.max_p95_latency_delta_ms,
-        compat.min_samples
+        compat.min_samples,
+        gate_cfg.gate.min_dwell.shadow,
     );
-    out += &crate::gate::render_table(&crate::gate::verdicts(&report, &gate_cfg.gate, &stages));
+    let state = crate::gate::State::load(&data_dir.join("state/modules.json"))?;
+    let cut = crate::report::cutoff_us(&gate_cfg.gate.window).unwrap_or(0);
+    let verdicts = crate::gate::judge(&rows, cut, crate::clock::now_us(), &gate_cfg.gate, &state, &stages);
+    out += &crate::gate::render_table(&verdicts);
 
     // Detection: a candidate guest with one module changed, replayed over the cases just recorded.
     let candidate_path = data_dir.join("candidate-guest.wasm");

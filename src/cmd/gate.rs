@@ -4,6 +4,7 @@ use super::{CmdError, CmdResult, Context, TextOrJson, print};
 use crate::gate::{self, Decision, State, Verdict};
 use crate::proxy::config::Config;
 use crate::report::{self, DataReport, Dim};
+use crate::sink::schema::DiffRow;
 use shadowgate_core::Module;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,7 +36,9 @@ pub fn run(a: Args) -> CmdResult {
     let cfg = a.config.as_deref().map(Config::load).transpose()?;
     let gate_cfg = cfg.as_ref().map(|c| c.gate.clone()).unwrap_or_default();
     let window = a.since.as_deref().unwrap_or(&gate_cfg.window);
-    let (report, data_dir) = read_report(&a.input, window)?;
+    let cut = report::cutoff_us(window).context("gate.window")?;
+    let input = read_input(&a.input, cut)?;
+    let data_dir = matches!(input, Input::Rows(_)).then(|| a.input.clone());
     let state_file = a
         .state
         .or_else(|| cfg.as_ref().and_then(|c| c.modules.state_file.clone()))
@@ -49,8 +52,25 @@ pub fn run(a: Args) -> CmdResult {
             stages.entry(m.as_str().to_string()).or_insert_with(|| c.modules.stage(m));
         }
     }
-    let verdicts = gate::verdicts(&report, &gate_cfg, &stages);
-    let mut text = format!("gate over {window} of {} ({} rows)\n", a.input.display(), report.rows);
+    let now = crate::clock::now_us();
+    let (verdicts, rows) = match &input {
+        Input::Rows(rows) => (gate::judge(rows, cut, now, &gate_cfg, &st, &stages), rows.len() as u64),
+        // An aggregated report: its rows cannot be split by stage; the dwell counts from the
+        // stage change in the history, else from the report's first row.
+        Input::Report(r) => {
+            let verdicts = gate::verdicts(r, &gate_cfg, &stages)
+                .into_iter()
+                .map(|v| {
+                    let entered = st.entered(v.module.as_str(), v.stage);
+                    let evidence =
+                        gate::Evidence { since_us: r.span_us.0, observed_since_us: entered.or(Some(r.span_us.0)) };
+                    gate::with_dwell(v, evidence, now, &gate_cfg)
+                })
+                .collect();
+            (verdicts, r.rows)
+        }
+    };
+    let mut text = format!("gate over {window} of {} ({rows} rows)\n", a.input.display());
     text += &gate::render_table(&verdicts);
     if a.apply {
         if let Some(c) = &cfg {
@@ -92,11 +112,16 @@ fn hidden_stages(c: &Config) -> String {
 }
 
 /// The report to judge: built from a data dir over `window`, or read from a report JSON.
-fn read_report(input: &Path, window: &str) -> Result<(DataReport, Option<PathBuf>), CmdError> {
+/// What the gate judges: the rows of a data dir, or an aggregated report.
+enum Input {
+    Rows(Vec<DiffRow>),
+    Report(DataReport),
+}
+
+/// The rows of a data dir since `cut`, or a report JSON grouped by module.
+fn read_input(input: &Path, cut: i64) -> Result<Input, CmdError> {
     if input.is_dir() {
-        let cut = report::cutoff_us(window).context("gate.window")?;
-        let rows = report::load(input, Some(cut))?;
-        return Ok((report::build(&rows, &[Dim::Module]), Some(input.to_path_buf())));
+        return Ok(Input::Rows(report::load(input, Some(cut))?));
     }
     let text = std::fs::read_to_string(input).context(input.display())?;
     let r: DataReport = serde_json::from_str(&text).context(format_args!("{}: not a report JSON", input.display()))?;
@@ -106,7 +131,7 @@ fn read_report(input: &Path, window: &str) -> Result<(DataReport, Option<PathBuf
             input.display()
         )));
     }
-    Ok((r, None))
+    Ok(Input::Report(r))
 }
 
 /// Writes each verdict's next stage into the state (as read under the lock):
