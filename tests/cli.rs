@@ -152,3 +152,17 @@ fn gate_apply_warns_when_a_configured_mode_hides_the_stages() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bad_flags_and_busy_addresses_say_what_and_where() {
+    let out = shadowgate(&["replay", "replay/cases", "--module", "tokenizr"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown module \"tokenizr\" (known: routing, tools, compat, streaming, tokenizer)"), "{err}");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = shadowgate(&["mock-upstream", "--listen", &addr], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("listening on {addr}: ")), "{err}");
+}
