@@ -74,13 +74,8 @@ fn counts(e: &RuntimeError) -> bool {
 }
 
 impl Breakers {
-    /// Closed breakers for every module.
+    /// Closed breakers for every module (their series start at zero in `Metrics::new`).
     pub fn new(cfg: BreakerConfig, metrics: Arc<Metrics>) -> Breakers {
-        for m in Module::ALL {
-            let labels = ModuleLabels { module: m.as_str().into() };
-            metrics.breaker_open.get_or_create(&labels).set(0);
-            drop(metrics.breaker_trips.get_or_create(&labels));
-        }
         Breakers { cfg, state: Mutex::new(BTreeMap::new()), metrics }
     }
 

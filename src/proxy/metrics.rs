@@ -216,6 +216,8 @@ impl Metrics {
             let labels = ModuleLabels { module: module.as_str().into() };
             drop(m.fallbacks.get_or_create(&labels));
             drop(m.rollbacks.get_or_create(&labels));
+            drop(m.breaker_open.get_or_create(&labels));
+            drop(m.breaker_trips.get_or_create(&labels));
         }
         for kind in ["deadline", "memory", "panic", "trap", "abi", "unsupported", "unavailable"] {
             drop(m.shadow_errors.get_or_create(&KindLabels { kind: kind.into() }));

@@ -70,12 +70,14 @@ impl StreamCopy {
     }
 
     /// Whether the cap was passed.
-    pub fn over_cap(&self) -> bool {
+    #[cfg(test)]
+    fn over_cap(&self) -> bool {
         self.over_cap
     }
 
     /// Bytes held.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.upstream.capacity() + self.output.capacity()
     }
 

@@ -400,11 +400,6 @@ impl WasmRuntime {
         WasmRuntime { inner: self.inner.clone(), ticker: self.ticker.clone(), deadline: (ticks, ms) }
     }
 
-    /// This handle's deadline per call.
-    pub fn deadline(&self) -> Duration {
-        Duration::from_millis(self.deadline.1)
-    }
-
     /// SHA-256 (hex) of the guest module: the wasm guest's version in records.
     pub fn module_sha256(&self) -> &str {
         &self.inner.sha256
