@@ -97,6 +97,8 @@ pub struct Metrics {
     pub wasm_instantiate_seconds: Gauge<f64, AtomicU64>,
     /// Largest guest linear memory seen.
     pub wasm_memory_bytes: Gauge,
+    /// Epoch ticks made (the ticker only ticks while a guest call runs).
+    pub wasm_epoch_ticks: Gauge,
     /// Stage index per module (0 shadow … 4 removed).
     pub module_stage: Family<ModuleLabels, Gauge>,
     /// Rolling diff rate per module.
@@ -140,6 +142,7 @@ impl Metrics {
             wasm_instantiations: Gauge::default(),
             wasm_instantiate_seconds: Gauge::default(),
             wasm_memory_bytes: Gauge::default(),
+            wasm_epoch_ticks: Gauge::default(),
             module_stage: Family::default(),
             module_diff_rate: Family::default(),
             module_error_rate: Family::default(),
@@ -186,6 +189,7 @@ impl Metrics {
         r.register("wasm_instantiations", "Guest instances created", m.wasm_instantiations.clone());
         r.register("wasm_instantiate_seconds", "Average guest instantiation time", m.wasm_instantiate_seconds.clone());
         r.register("wasm_memory_bytes", "Largest guest linear memory seen", m.wasm_memory_bytes.clone());
+        r.register("wasm_epoch_ticks", "Epoch ticks made; zero growth while idle", m.wasm_epoch_ticks.clone());
         r.register(
             "module_stage",
             "Stage per module (0 shadow, 1 canary, 2 default, 3 deprecated, 4 removed)",
@@ -234,6 +238,7 @@ impl Metrics {
             self.wasm_instantiate_seconds.set(s.instantiate_us as f64 / 1e6 / s.instantiations as f64);
         }
         self.wasm_memory_bytes.set(s.peak_memory_bytes as i64);
+        self.wasm_epoch_ticks.set(i64::try_from(s.epoch_ticks).unwrap_or(i64::MAX));
     }
 
     /// The text exposition.

@@ -1,7 +1,9 @@
 //! One guest instance in its own `Store`: calls across the ABI, with the
 //! deadline and memory cap applied and every failure classified.
 
+use super::epoch::Ticker;
 use crate::RuntimeError;
+use std::sync::Arc;
 use wasmtime::{
     Func, Instance as WasmInstance, InstancePre, Memory, Module, ModuleExport, ResourceLimiter, Store, Trap, TypedFunc,
 };
@@ -57,6 +59,7 @@ pub struct Instance {
     abi_version: Option<Func>,
     capabilities: Option<Func>,
     limits: Limits,
+    ticker: Arc<Ticker>,
     /// Calls served so far (for recycling).
     pub calls: u32,
 }
@@ -110,7 +113,12 @@ fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 
 impl Instance {
     /// Instantiates the guest in a fresh store.
-    pub fn new(pre: &InstancePre<Host>, exports: &Exports, limits: Limits) -> Result<Instance, String> {
+    pub fn new(
+        pre: &InstancePre<Host>,
+        exports: &Exports,
+        limits: Limits,
+        ticker: &Arc<Ticker>,
+    ) -> Result<Instance, String> {
         let mut store =
             Store::new(pre.module().engine(), Host { limiter: Limiter { cap: limits.memory_bytes, hit: false } });
         store.limiter(|h| &mut h.limiter);
@@ -139,6 +147,7 @@ impl Instance {
             store,
             memory,
             limits,
+            ticker: ticker.clone(),
             calls: 0,
         })
     }
@@ -229,6 +238,8 @@ impl Instance {
 
     /// `sg_call(op, input)`.
     pub fn call(&mut self, op: u32, input: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+        let ticker = self.ticker.clone();
+        let _busy = ticker.busy();
         self.calls += 1;
         let (ptr, len) = self.put(input)?;
         self.arm();
@@ -239,6 +250,8 @@ impl Instance {
 
     /// `sg_stream_open(options)`.
     pub fn stream_open(&mut self, options: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+        let ticker = self.ticker.clone();
+        let _busy = ticker.busy();
         let f = self.lazy::<(u32, u32), u64>(&self.stream_open, "sg_stream_open")?;
         let (ptr, len) = self.put(options)?;
         self.arm();
@@ -248,6 +261,8 @@ impl Instance {
 
     /// `sg_stream_feed(handle, bytes)`.
     pub fn stream_feed(&mut self, handle: u32, bytes: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+        let ticker = self.ticker.clone();
+        let _busy = ticker.busy();
         let f = self.lazy::<(u32, u32, u32), u64>(&self.stream_feed, "sg_stream_feed")?;
         let (ptr, len) = self.put(bytes)?;
         self.arm();
@@ -257,6 +272,8 @@ impl Instance {
 
     /// `sg_stream_close(handle)`.
     pub fn stream_close(&mut self, handle: u32) -> Result<Vec<u8>, RuntimeError> {
+        let ticker = self.ticker.clone();
+        let _busy = ticker.busy();
         let f = self.lazy::<u32, u64>(&self.stream_close, "sg_stream_close")?;
         self.arm();
         let packed = f.call(&mut self.store, handle).map_err(|e| self.classify(e))?;
@@ -265,6 +282,8 @@ impl Instance {
 
     /// `sg_abi_version()`.
     pub fn abi_version(&mut self) -> Result<u32, RuntimeError> {
+        let ticker = self.ticker.clone();
+        let _busy = ticker.busy();
         self.arm();
         let f = self.lazy::<(), u32>(&self.abi_version, "sg_abi_version")?;
         f.call(&mut self.store, ()).map_err(|e| self.classify(e))
@@ -272,6 +291,8 @@ impl Instance {
 
     /// `sg_capabilities()`, as raw JSON bytes.
     pub fn capabilities(&mut self) -> Result<Vec<u8>, RuntimeError> {
+        let ticker = self.ticker.clone();
+        let _busy = ticker.busy();
         self.arm();
         let f = self.lazy::<(), u64>(&self.capabilities, "sg_capabilities")?;
         let packed = f.call(&mut self.store, ()).map_err(|e| self.classify(e))?;

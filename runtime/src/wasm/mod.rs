@@ -1,6 +1,7 @@
 //! The wasm runtime: the guest in wasmtime.
 //!
-//! One `Engine` (pooling allocator, epoch interruption ticked by a thread),
+//! One `Engine` (pooling allocator, epoch interruption ticked by a thread
+//! while a guest call runs),
 //! the module compiled once (precompiled artifact cached on disk), one
 //! `InstancePre`, and a `Store` per instance with a memory cap and an epoch
 //! deadline. Instances are warm by default: reused across calls, recycled
@@ -8,17 +9,18 @@
 //! instance for their lifetime.
 
 mod cache;
+mod epoch;
 mod instance;
 
 use crate::{Capabilities, FailedStream, Runtime, RuntimeError, RuntimeKind, Stream};
+use epoch::{TICK, Ticker};
 use instance::{Exports, Host, Instance, Limits};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shadowgate_core::dispatch;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, OptLevel, PoolingAllocationConfig};
 
@@ -32,9 +34,6 @@ pub static CANDIDATE_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sh
 
 /// Largest guest file accepted by `--guest`.
 pub const MAX_GUEST_BYTES: u64 = 64 << 20;
-
-/// The epoch tick; deadlines are whole ticks.
-const TICK: Duration = Duration::from_millis(1);
 
 /// Whether calls reuse instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +180,8 @@ pub struct WasmStats {
     pub load_us: u64,
     /// Whether the module came from the artifact cache.
     pub from_cache: bool,
+    /// Epoch ticks so far: the ticker ticks only while a guest call runs.
+    pub epoch_ticks: u64,
 }
 
 struct Inner {
@@ -197,6 +198,7 @@ struct Inner {
     counters: Counters,
     load_us: u64,
     from_cache: bool,
+    ticker: Arc<Ticker>,
 }
 
 impl Inner {
@@ -207,7 +209,8 @@ impl Inner {
             return Ok(i);
         }
         let start = Instant::now();
-        let inst = Instance::new(&self.pre, &self.exports, self.limits).map_err(RuntimeError::Unavailable)?;
+        let inst =
+            Instance::new(&self.pre, &self.exports, self.limits, &self.ticker).map_err(RuntimeError::Unavailable)?;
         self.counters.instantiations.fetch_add(1, Ordering::Relaxed);
         self.counters.instantiate_ns.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(inst)
@@ -247,26 +250,10 @@ impl Inner {
     }
 }
 
-/// The epoch ticker thread; stopped when the last runtime handle goes.
-struct Ticker {
-    stop: Arc<AtomicBool>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// The guest, sandboxed in wasmtime. Handles made by [`WasmRuntime::with_deadline`]
 /// share the engine, module, instance pool and counters, each with its own deadline.
 pub struct WasmRuntime {
     inner: Arc<Inner>,
-    ticker: Arc<Ticker>,
     deadline: (u64, u64),
 }
 
@@ -316,28 +303,15 @@ impl WasmRuntime {
             memory_bytes: config.memory_limit_bytes,
         };
 
-        // The ticker must run before the first guest call, so a guest that
+        // The ticker exists before the first guest call, so a guest that
         // loops in its ABI probe is stopped too.
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let (engine, stop) = (engine.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("shadowgate-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(TICK);
-                        engine.increment_epoch();
-                    }
-                })
-                .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?
-        };
-        let stop_ticker = |stop: &AtomicBool, t: JoinHandle<()>| {
-            stop.store(true, Ordering::Relaxed);
-            let _ = t.join();
-        };
-
+        let ticker = Arc::new(
+            Ticker::start(engine.clone())
+                .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?,
+        );
         let probe = (|| {
-            let mut probe = Instance::new(&pre, &exports, limits).map_err(|e| LoadError::Exports(source.into(), e))?;
+            let mut probe =
+                Instance::new(&pre, &exports, limits, &ticker).map_err(|e| LoadError::Exports(source.into(), e))?;
             let found = probe
                 .abi_version()
                 .map_err(|e| LoadError::Exports(source.into(), format!("sg_abi_version failed: {e}")))?;
@@ -365,13 +339,7 @@ impl WasmRuntime {
             }
             Ok((probe, caps))
         })();
-        let (probe, caps) = match probe {
-            Ok(p) => p,
-            Err(e) => {
-                stop_ticker(&stop, ticker);
-                return Err(e);
-            }
-        };
+        let (probe, caps) = probe?;
 
         let inner = Arc::new(Inner {
             pre,
@@ -387,17 +355,18 @@ impl WasmRuntime {
             counters: Counters::default(),
             load_us,
             from_cache: origin == cache::Origin::Cached,
+            ticker,
         });
         inner.checkin(probe);
         let deadline = (limits.deadline_ticks, limits.deadline_ms);
-        Ok(WasmRuntime { inner, ticker: Arc::new(Ticker { stop, thread: Mutex::new(Some(ticker)) }), deadline })
+        Ok(WasmRuntime { inner, deadline })
     }
 
     /// Another handle on the same guest whose calls get `deadline` instead.
     pub fn with_deadline(&self, deadline: Duration) -> WasmRuntime {
         let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX).max(1);
         let ticks = u64::try_from(deadline.as_nanos() / TICK.as_nanos()).unwrap_or(u64::MAX).max(1);
-        WasmRuntime { inner: self.inner.clone(), ticker: self.ticker.clone(), deadline: (ticks, ms) }
+        WasmRuntime { inner: self.inner.clone(), deadline: (ticks, ms) }
     }
 
     /// SHA-256 (hex) of the guest module: the wasm guest's version in records.
@@ -425,6 +394,7 @@ impl WasmRuntime {
             peak_memory_bytes: get(&c.peak_memory),
             load_us: self.inner.load_us,
             from_cache: self.inner.from_cache,
+            epoch_ticks: self.inner.ticker.ticks(),
         }
     }
 }
