@@ -9,8 +9,36 @@ use crate::error::{CoreError, ErrorKind, Result};
 use crate::json;
 use crate::protocol::Protocol;
 use crate::tools;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+/// The fields of the common events, borrowed from the payload; an event that
+/// does not fit (another shape, a wrong type, a duplicate key) fails to
+/// parse here and takes the general path.
+#[derive(Deserialize)]
+struct Common<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    index: Option<u64>,
+    #[serde(borrow)]
+    delta: Option<CommonDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct CommonDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    signature: Option<Cow<'a, str>>,
+}
 
 /// Decoder state for one Anthropic stream.
 #[derive(Debug, Default)]
@@ -27,6 +55,47 @@ pub struct Decoder {
 impl Decoder {
     /// Decodes one SSE `data` payload.
     pub fn decode(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<()> {
+        if let Ok(ev) = serde_json::from_str::<Common>(data)
+            && self.decode_common(&ev, out)?
+        {
+            return Ok(());
+        }
+        self.decode_general(data, out)
+    }
+
+    /// The common events (deltas of the four canonical kinds, block stops,
+    /// pings) read without a tree. `false`: not one of them as such, and the
+    /// general path decides (it also owns every error message).
+    fn decode_common(&mut self, ev: &Common<'_>, out: &mut Vec<StreamEvent>) -> Result<bool> {
+        match (&*ev.ty, ev.index, &ev.delta) {
+            ("content_block_delta", Some(i), Some(d)) => {
+                let delta = match (&*d.ty, &d.text, &d.partial_json, &d.thinking, &d.signature) {
+                    ("text_delta", Some(t), ..) => Delta::Text(t.to_string()),
+                    ("input_json_delta", _, Some(a), ..) => Delta::ToolArgs(a.to_string()),
+                    ("thinking_delta", _, _, Some(t), _) => Delta::Thinking(t.to_string()),
+                    ("signature_delta", _, _, _, Some(sig)) => Delta::Signature(sig.to_string()),
+                    _ => return Ok(false),
+                };
+                let index = block_index(i, self.prefilled)?;
+                if !self.open.contains_key(&index) {
+                    return Err(CoreError::stream(format!("delta for content block {index}, which is not open")));
+                }
+                out.push(StreamEvent::Delta { index, delta });
+            }
+            ("content_block_stop", Some(i), _) => {
+                let index = block_index(i, self.prefilled)?;
+                if self.open.remove(&index).is_none() {
+                    return Err(CoreError::stream(format!("stop for content block {index}, which is not open")));
+                }
+                out.push(StreamEvent::BlockStop { index });
+            }
+            ("ping", ..) => out.push(StreamEvent::Ping),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn decode_general(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<()> {
         let v = json::parse(data.as_bytes())?;
         let o = json::as_object(&v, "")?;
         match json::req_str(o, "type", "")? {
@@ -184,6 +253,11 @@ const MAX_BLOCK_INDEX: u64 = u32::MAX as u64;
 /// The block index of an event, after the blocks `prefilled` in `message_start`.
 fn index_of(o: &Map<String, Value>, prefilled: usize) -> Result<usize> {
     let i = json::opt_u64(o, "index", "")?.ok_or_else(|| CoreError::invalid("/index", "missing required field"))?;
+    block_index(i, prefilled)
+}
+
+/// Stream index `i` after the blocks `prefilled` in `message_start`, in range.
+fn block_index(i: u64, prefilled: usize) -> Result<usize> {
     let prefilled = u64::try_from(prefilled).unwrap_or(u64::MAX);
     i.checked_add(prefilled)
         .filter(|&i| i <= MAX_BLOCK_INDEX)
@@ -256,19 +330,26 @@ impl Encoder {
                 );
             }
             StreamEvent::Delta { index, delta } => {
-                let delta = match delta {
-                    Delta::Text(t) => json!({"type": "text_delta", "text": t}),
-                    Delta::ToolArgs(a) => json!({"type": "input_json_delta", "partial_json": a}),
-                    Delta::Thinking(t) => json!({"type": "thinking_delta", "thinking": t}),
-                    Delta::Signature(s) => json!({"type": "signature_delta", "signature": s}),
-                    Delta::Raw(v) => v.clone(),
-                };
-                let i = self.indices.get(index).copied().unwrap_or(*index);
-                emit(out, "content_block_delta", &json!({"type": "content_block_delta", "index": i, "delta": delta}));
+                let piece = |ty, key, value| Piece { ty, key, value };
+                let index = self.indices.get(index).copied().unwrap_or(*index);
+                let ty = "content_block_delta";
+                match delta {
+                    Delta::Text(t) => emit(out, ty, &Indexed { ty, index, delta: piece("text_delta", "text", t) }),
+                    Delta::ToolArgs(a) => {
+                        emit(out, ty, &Indexed { ty, index, delta: piece("input_json_delta", "partial_json", a) })
+                    }
+                    Delta::Thinking(t) => {
+                        emit(out, ty, &Indexed { ty, index, delta: piece("thinking_delta", "thinking", t) })
+                    }
+                    Delta::Signature(s) => {
+                        emit(out, ty, &Indexed { ty, index, delta: piece("signature_delta", "signature", s) })
+                    }
+                    Delta::Raw(v) => emit(out, ty, &Indexed { ty, index, delta: v }),
+                }
             }
             StreamEvent::BlockStop { index } => {
-                let i = self.indices.get(index).copied().unwrap_or(*index);
-                emit(out, "content_block_stop", &json!({"type": "content_block_stop", "index": i}));
+                let index = self.indices.get(index).copied().unwrap_or(*index);
+                emit(out, "content_block_stop", &Stop { ty: "content_block_stop", index });
             }
             StreamEvent::Finish { stop_reason, stop_sequence, usage, extra } => {
                 let mut delta = json!({
@@ -284,7 +365,7 @@ impl Encoder {
                 emit(out, "message_delta", &json!({"type": "message_delta", "delta": delta, "usage": usage}));
             }
             StreamEvent::Done => emit(out, "message_stop", &json!({"type": "message_stop"})),
-            StreamEvent::Ping => emit(out, "ping", &json!({"type": "ping"})),
+            StreamEvent::Ping => out.push_str("event: ping\ndata: {\"type\":\"ping\"}\n\n"),
             StreamEvent::Error { kind, message } => {
                 let kind = if (same && !kind.is_empty()) || ANTHROPIC_ERROR_TYPES.contains(&kind.as_str()) {
                     kind
@@ -297,10 +378,106 @@ impl Encoder {
     }
 }
 
-fn emit(out: &mut String, event: &str, data: &Value) {
+/// An event with a block index and a delta.
+#[derive(Serialize)]
+struct Indexed<'a, D: Serialize> {
+    #[serde(rename = "type")]
+    ty: &'a str,
+    index: usize,
+    delta: D,
+}
+
+/// `content_block_stop`.
+#[derive(Serialize)]
+struct Stop<'a> {
+    #[serde(rename = "type")]
+    ty: &'a str,
+    index: usize,
+}
+
+/// A canonical delta: `{"type": ty, key: value}`.
+struct Piece<'a> {
+    ty: &'static str,
+    key: &'static str,
+    value: &'a str,
+}
+
+impl Serialize for Piece<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("type", self.ty)?;
+        m.serialize_entry(self.key, self.value)?;
+        m.end()
+    }
+}
+
+fn emit(out: &mut String, event: &str, data: &impl Serialize) {
     out.push_str("event: ");
     out.push_str(event);
     out.push_str("\ndata: ");
-    out.push_str(&serde_json::to_string(data).unwrap_or_default());
+    super::write_json(out, data);
     out.push_str("\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decoder with blocks 0 (text) and 1 (tool) open.
+    fn open_decoder() -> Decoder {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        let start = r#"{"type":"message_start","message":{"model":"m","content":[],"usage":{"input_tokens":1}}}"#;
+        d.decode(start, &mut out).unwrap();
+        d.decode(r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#, &mut out)
+            .unwrap();
+        let tool = r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#;
+        d.decode(tool, &mut out).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_common_path_decides_exactly_as_the_general_one() {
+        let events = [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi \"there\" \u00e9"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"c2ln"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"x":1}}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":null}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":7}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","text":"b"}}"#,
+            r#"{"type":"content_block_delta","index":0,"index":1,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":"0","delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":-1,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":1.0,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":7,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":99999999999,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":null}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":"text"}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"},"extra":[1,{"b":2}]}"#,
+            r#"{"type":"content_block_stop","index":1}"#,
+            r#"{"type":"content_block_stop","index":5}"#,
+            r#"{"type":"content_block_stop"}"#,
+            r#"{"type":"content_block_stop","index":0,"delta":5}"#,
+            r#"{"type":"ping"}"#,
+            r#"{"type":"ping","index":"x"}"#,
+            r#"{"type":7,"index":0}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}"#,
+            r#"[1,2]"#,
+        ];
+        for ev in events {
+            let (mut fast, mut general) = (open_decoder(), open_decoder());
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let ra = fast.decode(ev, &mut a);
+            let rb = general.decode_general(ev, &mut b);
+            assert_eq!(ra, rb, "{ev}");
+            assert_eq!(a, b, "{ev}");
+            assert_eq!(fast.open, general.open, "{ev}");
+        }
+    }
 }

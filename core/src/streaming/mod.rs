@@ -250,6 +250,17 @@ impl StreamSession {
     }
 }
 
+/// Appends `v` as compact JSON (what `serde_json::to_string` gives; a value
+/// that cannot be serialized, which no stream event is, appends nothing).
+fn write_json(out: &mut String, v: &impl serde::Serialize) {
+    let mut buf = Vec::with_capacity(128);
+    if serde_json::to_writer(&mut buf, v).is_ok()
+        && let Ok(text) = std::str::from_utf8(&buf)
+    {
+        out.push_str(text);
+    }
+}
+
 /// Converts a whole upstream stream in one call (tests, replay, CLI).
 pub fn convert_stream(ctx: &Context, opts: &StreamOptions, chunks: &[&[u8]]) -> Result<(String, Option<CoreError>)> {
     let mut s = StreamSession::new(ctx.clone(), opts)?;

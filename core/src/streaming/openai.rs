@@ -7,6 +7,7 @@ use crate::context::Context;
 use crate::error::{CoreError, Result};
 use crate::json;
 use crate::protocol::Protocol;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -250,14 +251,14 @@ impl Encoder {
         Encoder { choice: index, ..Encoder::new(source, false, ctx) }
     }
 
-    fn chunk(&self, ctx: &Context, delta: Value, finish: Option<&str>, out: &mut String) {
-        let chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": ctx.created,
-            "model": self.model,
-            "choices": [{"index": self.choice, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
+    fn chunk(&self, ctx: &Context, delta: &impl Serialize, finish: Option<&str>, out: &mut String) {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: ctx.created,
+            model: &self.model,
+            choices: [ChunkChoice { index: self.choice, delta, logprobs: (), finish_reason: finish }],
+        };
         data(out, &chunk);
     }
 
@@ -266,7 +267,7 @@ impl Encoder {
         match ev {
             StreamEvent::Start { model, .. } => {
                 self.model = model.clone();
-                self.chunk(ctx, json!({"role": "assistant", "content": ""}), None, out);
+                self.chunk(ctx, &RoleDelta { role: "assistant", content: "" }, None, out);
             }
             StreamEvent::BlockStart { index, kind } => match kind {
                 BlockKind::Text | BlockKind::Thinking => {}
@@ -276,11 +277,11 @@ impl Encoder {
                     self.tools.insert(*index, t);
                     let call =
                         json!({"index": t, "id": id, "type": "function", "function": {"name": name, "arguments": ""}});
-                    self.chunk(ctx, json!({"tool_calls": [call]}), None, out);
+                    self.chunk(ctx, &json!({"tool_calls": [call]}), None, out);
                 }
                 BlockKind::RedactedThinking { data } => self.chunk(
                     ctx,
-                    json!({"thinking_blocks": [{"type": "redacted_thinking", "data": data}]}),
+                    &json!({"thinking_blocks": [{"type": "redacted_thinking", "data": data}]}),
                     None,
                     out,
                 ),
@@ -297,21 +298,24 @@ impl Encoder {
                     }
                     return;
                 }
-                let d = match delta {
-                    Delta::Text(t) => json!({"content": t}),
-                    Delta::Thinking(t) => json!({"reasoning_content": t}),
-                    Delta::Signature(s) => {
-                        json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": s}]})
-                    }
-                    Delta::ToolArgs(a) if a.is_empty() => return,
-                    Delta::ToolArgs(a) => {
-                        let t = self.tools.get(index).copied().unwrap_or(0);
-                        json!({"tool_calls": [{"index": t, "function": {"arguments": a}}]})
+                match delta {
+                    Delta::Text(t) => self.chunk(ctx, &ContentDelta { content: t }, None, out),
+                    Delta::Thinking(t) => self.chunk(ctx, &ReasoningDelta { reasoning_content: t }, None, out),
+                    Delta::Signature(s) => self.chunk(
+                        ctx,
+                        &json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": s}]}),
+                        None,
+                        out,
+                    ),
+                    Delta::ToolArgs(a) if a.is_empty() => {}
+                    Delta::ToolArgs(arguments) => {
+                        let index = self.tools.get(index).copied().unwrap_or(0);
+                        let call = ArgsCall { index, function: Arguments { arguments } };
+                        self.chunk(ctx, &ToolCallsDelta { tool_calls: [call] }, None, out);
                     }
                     // Citations and other Anthropic-only deltas have no chunk form.
-                    Delta::Raw(_) => return,
-                };
-                self.chunk(ctx, d, None, out);
+                    Delta::Raw(_) => {}
+                }
             }
             StreamEvent::BlockStop { index } => {
                 if let Some(mut raw) = self.raw.remove(index) {
@@ -319,12 +323,12 @@ impl Encoder {
                         raw.block["input"] =
                             serde_json::from_str(&raw.input_json).unwrap_or(Value::String(raw.input_json));
                     }
-                    self.chunk(ctx, json!({"provider_content": [raw.block]}), None, out);
+                    self.chunk(ctx, &json!({"provider_content": [raw.block]}), None, out);
                 }
             }
             StreamEvent::Finish { stop_reason, usage, .. } => {
                 let finish = stop_reason.as_ref().map(|s| s.to_openai().to_string()).unwrap_or_else(|| "stop".into());
-                self.chunk(ctx, json!({}), Some(&finish), out);
+                self.chunk(ctx, &Empty {}, Some(&finish), out);
                 if self.include_usage {
                     let usage =
                         encode_openai_usage(&usage.clone().unwrap_or_default(), self.source == Protocol::OpenAiChat);
@@ -363,8 +367,63 @@ fn fold_raw_delta(block: &mut Value, d: &Value) {
     }
 }
 
-fn data(out: &mut String, v: &Value) {
+fn data(out: &mut String, v: &impl Serialize) {
     out.push_str("data: ");
-    out.push_str(&serde_json::to_string(v).unwrap_or_default());
+    super::write_json(out, v);
     out.push_str("\n\n");
 }
+
+/// One `chat.completion.chunk` with one choice.
+#[derive(Serialize)]
+struct Chunk<'a, D: Serialize> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    choices: [ChunkChoice<'a, D>; 1],
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a, D: Serialize> {
+    index: u64,
+    delta: &'a D,
+    /// Always `null`.
+    logprobs: (),
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct RoleDelta<'a> {
+    role: &'a str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ContentDelta<'a> {
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ReasoningDelta<'a> {
+    reasoning_content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ToolCallsDelta<'a> {
+    tool_calls: [ArgsCall<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ArgsCall<'a> {
+    index: u64,
+    function: Arguments<'a>,
+}
+
+#[derive(Serialize)]
+struct Arguments<'a> {
+    arguments: &'a str,
+}
+
+/// `{}`.
+#[derive(Serialize)]
+struct Empty {}
