@@ -19,6 +19,7 @@ ROUNDS=${3:-5}
 command -v oha >/dev/null || cargo install oha --locked
 cargo build --release -q
 BIN=target/release/shadowgate
+export SHADOWGATE_REDACTION_KEY=bench-only-not-a-secret-0123456789
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 

@@ -5,6 +5,10 @@ use shadowgate::cmd;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Shadow-traffic, dual-runtime migration harness for an LLM API conversion core.
 #[derive(Parser)]
 #[command(version, about)]

@@ -3,6 +3,7 @@
 
 use crate::case::Case;
 use crate::diff::{DiffResult, Differ, Scope};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use shadowgate_core::{Context, Module, Protocol};
 use shadowgate_runtime::{Runtime, RuntimeError, frame};
@@ -99,27 +100,29 @@ fn scope(module: Module, protocol: Protocol, kind: &str) -> Scope {
     Scope { module, protocol, kind: kind.into() }
 }
 
-fn text_of(request: &Value) -> String {
-    let mut out = String::new();
-    fn walk(v: &Value, out: &mut String) {
-        match v {
-            Value::String(s) => {
-                out.push_str(s);
-                out.push('\n');
-            }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            Value::Object(o) => {
-                for (k, x) in o {
-                    if matches!(k.as_str(), "content" | "text" | "system") || x.is_array() || x.is_object() {
-                        walk(x, out);
-                    }
+/// Appends the strings of `v` that carry text (see [`tokenizer_text`]).
+fn walk_text(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        Value::Array(a) => a.iter().for_each(|x| walk_text(x, out)),
+        Value::Object(o) => {
+            for (k, x) in o {
+                if matches!(k.as_str(), "content" | "text" | "system") || x.is_array() || x.is_object() {
+                    walk_text(x, out);
                 }
             }
-            _ => {}
         }
+        _ => {}
     }
-    walk(&request["messages"], &mut out);
-    walk(&request["system"], &mut out);
+}
+
+fn text_of(request: &Value) -> String {
+    let mut out = String::new();
+    walk_text(&request["messages"], &mut out);
+    walk_text(&request["system"], &mut out);
     out
 }
 
@@ -134,9 +137,17 @@ fn json_call(call: Call, header: Value, payload: &[u8], kind: &str, protocol: Pr
 }
 
 /// `routing.resolve` over a route table (the core's route shape).
-pub fn routing_call(client: Protocol, model: &str, tenant: Option<&str>, routes: &Value) -> ModuleCall {
-    let q = json!({"client_protocol": client.as_str(), "model": model, "tenant": tenant, "routes": routes});
-    json_call(Call::RoutingResolve, json!({}), q.to_string().as_bytes(), "route", client)
+pub fn routing_call(client: Protocol, model: &str, tenant: Option<&str>, routes: &RawValue) -> ModuleCall {
+    #[derive(serde::Serialize)]
+    struct Query<'a> {
+        client_protocol: &'a str,
+        model: &'a str,
+        tenant: Option<&'a str>,
+        routes: &'a RawValue,
+    }
+    let q = Query { client_protocol: client.as_str(), model, tenant, routes };
+    let q = serde_json::to_vec(&q).expect("a routing query serializes");
+    json_call(Call::RoutingResolve, json!({}), &q, "route", client)
 }
 
 /// `compat.request`: client request → upstream request.
@@ -214,7 +225,70 @@ pub fn stream_call(
 
 /// The text a request (and an answer) carries, for the tokenizer call.
 pub fn tokenizer_text(request: &Value, answer: Option<&Value>) -> String {
-    text_of(request) + &answer.map(|a| text_of(&json!({"messages": a}))).unwrap_or_default()
+    let mut text = text_of(request);
+    if let Some(a) = answer {
+        walk_text(a, &mut text);
+    }
+    text
+}
+
+/// A call compared but not needed to serve: planned on the request path from
+/// cheap handles (the bodies are shared [`bytes::Bytes`]) and built by the
+/// shadow worker, so a request whose module has no shadow pays nothing for it.
+#[derive(Debug, Clone)]
+pub enum Deferred {
+    /// `tools.canonicalize` of the client request.
+    ToolsRequest {
+        /// Client protocol.
+        client: Protocol,
+        /// The client's request body.
+        body: bytes::Bytes,
+    },
+    /// `tools.canonicalize` of the upstream response.
+    ToolsResponse {
+        /// The request's context.
+        ctx: Context,
+        /// Upstream protocol.
+        upstream: Protocol,
+        /// Client protocol.
+        client: Protocol,
+        /// The upstream response body.
+        body: bytes::Bytes,
+    },
+    /// `tokenizer.count` of the request's text (and the answer's, if any).
+    Tokens {
+        /// Client protocol.
+        client: Protocol,
+        /// The client's request body.
+        request: bytes::Bytes,
+        /// The upstream response body, for a successful whole response.
+        answer: Option<bytes::Bytes>,
+    },
+}
+
+impl Deferred {
+    /// The module it exercises.
+    pub fn module(&self) -> Module {
+        match self {
+            Deferred::ToolsRequest { .. } | Deferred::ToolsResponse { .. } => Module::Tools,
+            Deferred::Tokens { .. } => Module::Tokenizer,
+        }
+    }
+
+    /// The call, exactly as the request path used to build it.
+    pub fn build(&self) -> ModuleCall {
+        match self {
+            Deferred::ToolsRequest { client, body } => tools_call(None, *client, *client, "request", body),
+            Deferred::ToolsResponse { ctx, upstream, client, body } => {
+                tools_call(Some(ctx), *upstream, *client, "response", body)
+            }
+            Deferred::Tokens { client, request, answer } => {
+                let request = serde_json::from_slice(request).unwrap_or(Value::Null);
+                let answer: Option<Value> = answer.as_ref().and_then(|a| serde_json::from_slice(a).ok());
+                tokenizer_call(*client, &tokenizer_text(&request, answer.as_ref()))
+            }
+        }
+    }
 }
 
 /// Whether an OpenAI client asked for the final usage chunk.
@@ -230,7 +304,12 @@ pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
     let routes = json!([{"id": case.route.clone().unwrap_or_else(|| "case".into()), "model": model, "provider": "recorded",
                           "upstream_protocol": upstream.as_str(), "upstream_model": case.upstream_model}]);
     let mut calls = vec![
-        routing_call(client, model, case.tenant.as_deref(), &routes),
+        routing_call(
+            client,
+            model,
+            case.tenant.as_deref(),
+            &serde_json::value::to_raw_value(&routes).unwrap_or_default(),
+        ),
         request_call(client, upstream, &request, case.profile.as_deref(), case.upstream_model.as_deref()),
         tools_call(None, client, client, "request", &request),
     ];

@@ -56,6 +56,8 @@ pub struct AppState {
     pub modules: Arc<ModuleStages>,
     /// The sink's counters and health.
     pub sink: SinkStats,
+    /// The route table as the routing call embeds it, serialized at load.
+    pub route_table: Box<serde_json::value::RawValue>,
     pub(super) admin_token: Option<String>,
     seq: AtomicU64,
     streams: AtomicUsize,
@@ -111,6 +113,7 @@ impl AppState {
         );
         metrics.observe_wasm(&wasm.stats());
         Ok(AppState {
+            route_table: config.route_table(),
             config,
             rts,
             primary_wasm,

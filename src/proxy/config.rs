@@ -247,8 +247,9 @@ impl Config {
         self.providers.iter().find(|p| p.name == name)
     }
 
-    /// The route table in the core's `routing.resolve` shape.
-    pub fn route_table(&self) -> serde_json::Value {
+    /// The route table in the core's `routing.resolve` shape, serialized
+    /// (once per config load: the routing call embeds it as it is).
+    pub fn route_table(&self) -> Box<serde_json::value::RawValue> {
         let routes: Vec<serde_json::Value> = self
             .routes
             .iter()
@@ -260,7 +261,7 @@ impl Config {
                 })
             })
             .collect();
-        serde_json::Value::Array(routes)
+        serde_json::value::to_raw_value(&routes).expect("a route table serializes")
     }
 }
 
@@ -301,7 +302,8 @@ provider = "openai"
         let c = Config::parse(OK, "c.toml").unwrap();
         assert_eq!(c.modules.stage(shadowgate_core::Module::Compat), crate::stage::Stage::Shadow);
         assert_eq!(c.shadow.queue_size, 1024);
-        assert_eq!(c.route_table()[0]["upstream_protocol"], "openai-chat");
+        let table: serde_json::Value = serde_json::from_str(c.route_table().get()).unwrap();
+        assert_eq!(table[0]["upstream_protocol"], "openai-chat");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod app;
 pub mod breaker;
 pub mod config;
 pub mod error;
+pub mod head;
 pub mod metrics;
 pub mod mode;
 pub mod offload;

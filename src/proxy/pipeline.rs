@@ -4,6 +4,7 @@
 
 use super::app::AppState;
 use super::error::ApiError;
+use super::head::RequestHead;
 use super::metrics::{RequestLabels, RuntimeLabels};
 use super::mode::Mode;
 use super::primary::{Served, module_mode};
@@ -11,7 +12,7 @@ use super::recorder::{Answer, Exchange};
 use super::stream;
 use super::tenant;
 use super::upstream::without_url;
-use crate::plan;
+use crate::plan::{self, Deferred};
 use crate::record::Dims;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -61,16 +62,9 @@ async fn handle(
             &format!("request body is larger than the {} byte limit", cfg.max_body_bytes),
         )
     })?;
-    let req: Value = match serde_json::from_slice(&bytes) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return Err(err(StatusCode::BAD_REQUEST, "request body must be a JSON object")),
-        Err(e) => return Err(err(StatusCode::BAD_REQUEST, &format!("malformed JSON: {e}"))),
-    };
-    let model = req["model"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| err(StatusCode::BAD_REQUEST, "missing required field: model"))?;
-    let stream = req["stream"].as_bool().unwrap_or(false);
+    let head = RequestHead::parse(&bytes).map_err(|e| err(StatusCode::BAD_REQUEST, &e.to_string()))?;
+    let model = head.model.ok_or_else(|| err(StatusCode::BAD_REQUEST, "missing required field: model"))?;
+    let stream = head.stream;
     let tenant = tenant::identify(cfg, headers);
     let header_mode = match headers.get("x-shadowgate-mode").map(|v| v.to_str().unwrap_or("").parse::<Mode>()) {
         None => None,
@@ -108,15 +102,15 @@ async fn handle(
         .call(
             st,
             &pre,
-            plan::routing_call(client, &model, Some(&tenant.name), &cfg.route_table()),
+            plan::routing_call(client, &model, Some(&tenant.name), &st.route_table),
             module_mode(st, &base, Module::Routing),
         )
         .await;
-    let target: Value = match open_envelope(&routing) {
-        Ok(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+    let target: Target = match open_envelope(&routing) {
+        Ok(raw) => serde_json::from_str(raw.get()).unwrap_or_default(),
         Err(e) => return Err(err(StatusCode::NOT_FOUND, &e.message)),
     };
-    let route_id = target["route_id"].as_str().unwrap_or("").to_string();
+    let route_id = target.route_id;
     let route =
         cfg.routes.iter().find(|r| r.id == route_id).ok_or_else(|| err(StatusCode::NOT_FOUND, "route vanished"))?;
     let provider = cfg.provider(&route.provider).ok_or_else(|| err(StatusCode::BAD_GATEWAY, "provider vanished"))?;
@@ -130,7 +124,7 @@ async fn handle(
     dims.compat_profile = Dims::profile_version(provider.profile.as_deref(), upstream);
     let dims = Arc::new(dims);
 
-    let upstream_model = target["upstream_model"].as_str().map(str::to_string);
+    let upstream_model = target.upstream_model;
     let converted = served
         .call(
             st,
@@ -140,7 +134,7 @@ async fn handle(
         )
         .await;
     let upstream_body = match open_envelope(&converted) {
-        Ok(raw) => Bytes::from(raw.get().to_string()),
+        Ok(raw) => ok_bytes(raw),
         Err(e) => return Err(err(StatusCode::BAD_REQUEST, &e.to_string())),
     };
     label.runtime = served.runtime.as_str().into();
@@ -161,7 +155,7 @@ async fn handle(
     let status = up.status().as_u16();
     let retry = |k: &str| up.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (retry_after, retry_after_ms) = (retry("retry-after"), retry("retry-after-ms"));
-    let mut extra = vec![plan::tools_call(None, client, client, "request", &bytes)];
+    let mut extra = vec![Deferred::ToolsRequest { client, body: bytes.clone() }];
     let mut case_headers = BTreeMap::new();
     for name in cfg.pass_headers.iter().chain([&cfg.tenant_header]) {
         if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
@@ -180,9 +174,9 @@ async fn handle(
     };
 
     if (200..300).contains(&status) && stream {
-        extra.push(plan::tokenizer_call(client, &plan::tokenizer_text(&req, None)));
+        extra.push(Deferred::Tokens { client, request: bytes.clone(), answer: None });
         let ex = exchange(Answer::Stream(Bytes::new()));
-        return Ok(stream::respond(st.clone(), dims, res, served, extra, ex, plan::include_usage(&req), up));
+        return Ok(stream::respond(st.clone(), dims, res, served, extra, ex, head.include_usage, up));
     }
     let body = up.bytes().await.map_err(|e| {
         err(StatusCode::BAD_GATEWAY, &format!("upstream {} broke off its response: {}", provider.name, without_url(&e)))
@@ -196,12 +190,12 @@ async fn handle(
                 module_mode(st, &res, Module::Compat),
             )
             .await;
-        extra.push(plan::tools_call(Some(&ctx), upstream, client, "response", &body));
-        let answer: Option<Value> = serde_json::from_slice(&body).ok();
-        extra.push(plan::tokenizer_call(client, &plan::tokenizer_text(&req, answer.as_ref())));
+        extra.push(Deferred::ToolsResponse { ctx: ctx.clone(), upstream, client, body: body.clone() });
+        extra.push(Deferred::Tokens { client, request: bytes.clone(), answer: Some(body.clone()) });
         match open_envelope(&out) {
             Ok(raw) => {
-                (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], raw.get().to_string()).into_response()
+                let json = ok_bytes(raw);
+                (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response()
             }
             Err(e) => err(
                 StatusCode::BAD_GATEWAY,
@@ -225,7 +219,7 @@ async fn handle(
                 module_mode(st, &res, Module::Compat),
             )
             .await;
-        extra.push(plan::tokenizer_call(client, &plan::tokenizer_text(&req, None)));
+        extra.push(Deferred::Tokens { client, request: bytes.clone(), answer: None });
         upstream_error(client, &out)
     };
     let mut kept = BTreeMap::new();
@@ -236,6 +230,20 @@ async fn handle(
     }
     let ex = exchange(Answer::Response { status, body: body.clone(), headers: kept });
     Ok(served.finish(st, &dims, &res, extra, ex, resp))
+}
+
+/// What the routing call answered (the fields the host uses).
+#[derive(Debug, Default, serde::Deserialize)]
+struct Target {
+    #[serde(default)]
+    route_id: String,
+    #[serde(default)]
+    upstream_model: Option<String>,
+}
+
+/// The `ok` value of an envelope as bytes, without another copy.
+fn ok_bytes(raw: Box<serde_json::value::RawValue>) -> Bytes {
+    Bytes::from(Box::<str>::from(raw).into_boxed_bytes())
 }
 
 /// The converted upstream error, with status and retry-after.

@@ -12,9 +12,9 @@ use super::breaker::BreakerKeys;
 use super::metrics::{ModuleLabels, ModuleRuntimeLabels};
 use super::mode::{self, Mode, Resolution};
 use super::recorder::Exchange;
-use super::shadow::{self, ShadowCall, ShadowJob};
+use super::shadow::{self, DeferredCall, ShadowCall, ShadowJob};
 use crate::diff::{DiffResult, Outcome};
-use crate::plan::ModuleCall;
+use crate::plan::{Deferred, ModuleCall};
 use crate::record::{DiffRecord, Dims};
 use axum::http::HeaderValue;
 use axum::response::Response;
@@ -94,6 +94,8 @@ pub struct Served {
     pub sticky: String,
     /// The calls to shadow.
     pub calls: Vec<ShadowCall>,
+    /// The calls to shadow that the worker builds (not needed to serve).
+    pub deferred: Vec<DeferredCall>,
     /// Some call fell back to native.
     pub fallback: bool,
     /// The runtime that served the conversion.
@@ -103,7 +105,7 @@ pub struct Served {
 impl Served {
     /// Nothing served yet.
     pub fn new(sticky: String) -> Served {
-        Served { sticky, calls: Vec::new(), fallback: false, runtime: RuntimeKind::Native }
+        Served { sticky, calls: Vec::new(), deferred: Vec::new(), fallback: false, runtime: RuntimeKind::Native }
     }
 
     /// Runs `call` on the primary runtime of `mode`; a wasm failure (or an open
@@ -172,13 +174,27 @@ impl Served {
         shadow::emit(&st.records, &st.metrics, record);
     }
 
-    /// Adds the calls that are not needed to serve but are compared (tools, tokenizer).
-    pub fn extra(&mut self, st: &AppState, res: &Resolution, calls: Vec<ModuleCall>) {
+    /// Adds the calls that are not needed to serve but are compared (tools,
+    /// tokenizer), for the modules that have a shadow; the others cost nothing.
+    pub fn extra(&mut self, st: &AppState, res: &Resolution, calls: Vec<Deferred>) {
         for call in calls {
             let rt = mode::runtimes(module_mode(st, res, call.module()), &self.sticky);
             if let Some(shadow) = rt.shadow {
-                self.calls.push(ShadowCall { call, primary: rt.primary, shadow, primary_output: None, primary_us: 0 });
+                self.deferred.push(DeferredCall { call, primary: rt.primary, shadow });
             }
+        }
+    }
+
+    /// Queues the shadow job; without calls only when the exchange may become a case.
+    pub fn submit(self, st: &AppState, dims: &Arc<Dims>, exchange: Option<Exchange>) {
+        let idle = self.calls.is_empty() && self.deferred.is_empty();
+        if !idle || (exchange.is_some() && st.recorder.wants(dims)) {
+            st.shadow.submit(ShadowJob {
+                dims: dims.clone(),
+                calls: self.calls,
+                deferred: self.deferred,
+                exchange: exchange.map(Box::new),
+            });
         }
     }
 
@@ -188,7 +204,7 @@ impl Served {
         st: &AppState,
         dims: &Arc<Dims>,
         res: &Resolution,
-        extra: Vec<ModuleCall>,
+        extra: Vec<Deferred>,
         exchange: Exchange,
         mut resp: Response,
     ) -> Response {
@@ -198,7 +214,7 @@ impl Served {
             h.insert("x-shadowgate-fallback", HeaderValue::from_static("native"));
         }
         self.extra(st, res, extra);
-        submit(st, dims, self.calls, Some(exchange));
+        self.submit(st, dims, Some(exchange));
         resp
     }
 }
@@ -214,11 +230,4 @@ fn native(st: &AppState, call: &ModuleCall) -> Vec<u8> {
 /// Microseconds since `start`.
 fn elapsed_us(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
-/// Queues the shadow job; without calls only when the exchange may become a case.
-pub fn submit(st: &AppState, dims: &Arc<Dims>, calls: Vec<ShadowCall>, exchange: Option<Exchange>) {
-    if !calls.is_empty() || (exchange.is_some() && st.recorder.wants(dims)) {
-        st.shadow.submit(ShadowJob { dims: dims.clone(), calls, exchange: exchange.map(Box::new) });
-    }
 }

@@ -34,6 +34,30 @@ pub struct ShadowCall {
     pub primary_us: u64,
 }
 
+/// A call to shadow that the worker builds first (see [`plan::Deferred`]).
+#[derive(Debug, Clone)]
+pub struct DeferredCall {
+    /// What to build.
+    pub call: plan::Deferred,
+    /// Runtime that serves.
+    pub primary: RuntimeKind,
+    /// Runtime that shadows.
+    pub shadow: RuntimeKind,
+}
+
+impl DeferredCall {
+    /// The call, built; both runtimes run in the worker.
+    pub fn build(&self) -> ShadowCall {
+        ShadowCall {
+            call: self.call.build(),
+            primary: self.primary,
+            shadow: self.shadow,
+            primary_output: None,
+            primary_us: 0,
+        }
+    }
+}
+
 /// A request's shadow work.
 #[derive(Debug, Clone)]
 pub struct ShadowJob {
@@ -41,6 +65,8 @@ pub struct ShadowJob {
     pub dims: Arc<Dims>,
     /// Its calls.
     pub calls: Vec<ShadowCall>,
+    /// Its calls still to build, run after `calls`.
+    pub deferred: Vec<DeferredCall>,
     /// The exchange, for case sampling.
     pub exchange: Option<Box<Exchange>>,
 }
@@ -154,13 +180,15 @@ impl Shadow {
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                 drop(guard);
                 self.metrics.shadow_dropped.inc();
-                for c in &job.calls {
+                let calls = job.calls.iter().map(|c| (c.call.module(), c.primary, c.shadow, c.primary_us));
+                let deferred = job.deferred.iter().map(|d| (d.call.module(), d.primary, d.shadow, 0));
+                for (module, primary, shadow, primary_us) in calls.chain(deferred) {
                     let record = DiffRecord {
                         dims: job.dims.clone(),
-                        result: DiffResult::failed(c.call.module(), Outcome::Dropped, "shadow queue full", ""),
-                        runtime_main: c.primary,
-                        runtime_shadow: c.shadow,
-                        latency_main_us: c.primary_us,
+                        result: DiffResult::failed(module, Outcome::Dropped, "shadow queue full", ""),
+                        runtime_main: primary,
+                        runtime_shadow: shadow,
+                        latency_main_us: primary_us,
                         latency_shadow_us: 0,
                     };
                     emit(&self.records, &self.metrics, record);
@@ -233,7 +261,8 @@ fn run_job(
     metrics: &Metrics,
 ) {
     let mut diverged = false;
-    for c in &job.calls {
+    let built: Vec<ShadowCall> = job.deferred.iter().map(DeferredCall::build).collect();
+    for c in job.calls.iter().chain(&built) {
         let r = run_call(rts, differ, &job.dims, c, metrics);
         diverged |= !r.result.agrees();
         stages.observe(&r);
@@ -367,7 +396,7 @@ mod tests {
             primary_output: None,
             primary_us: 0,
         };
-        ShadowJob { dims: Arc::new(dims), calls: vec![call], exchange: None }
+        ShadowJob { dims: Arc::new(dims), calls: vec![call], deferred: Vec::new(), exchange: None }
     }
 
     #[test]

@@ -7,11 +7,11 @@
 use super::app::AppState;
 use super::metrics::ModuleRuntimeLabels;
 use super::mode::{self, Resolution};
-use super::primary::{Served, module_mode, on_pool, submit};
+use super::primary::{Served, module_mode, on_pool};
 use super::recorder::{Answer, Exchange};
 use super::shadow::ShadowCall;
 use super::upstream::without_url;
-use crate::plan::{self, ModuleCall};
+use crate::plan::{self, Deferred};
 use crate::record::Dims;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -128,7 +128,7 @@ pub fn respond(
     dims: Arc<Dims>,
     res: Resolution,
     mut served: Served,
-    extra: Vec<ModuleCall>,
+    extra: Vec<Deferred>,
     mut exchange: Exchange,
     include_usage: bool,
     up: reqwest::Response,
@@ -266,7 +266,7 @@ pub fn respond(
             }
         }
         served.extra(&st, &res, extra);
-        submit(&st, &dims, served.calls, whole);
+        served.submit(&st, &dims, whole);
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let mut resp = Response::builder()
