@@ -3,6 +3,8 @@
 # fixed-rate run, divided by the requests served, for native_primary and
 # shadow side by side; then the idle cost of the same processes (CPU and
 # thread wake-ups per second with no traffic).
+# No cases are recorded (sampling rate 0, no new-version boost): the figures
+# are the cost of serving and, in shadow mode, of comparing.
 # The modes are interleaved: ROUNDS rounds, each loading both in turn, and the
 # report gives the median of the per-round figures.
 #
@@ -32,7 +34,7 @@ $BIN mock-upstream --listen 127.0.0.1:9110 >"$WORK/mock.log" 2>&1 &
 for mode in native_primary shadow; do
   port=$([ $mode = native_primary ] && echo 8191 || echo 8192)
   sed -e "s/127.0.0.1:9000/127.0.0.1:9110/" -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" \
-      -e "s/^listen = \(.*\)/&\nmode = \"$mode\"/" -e "s/^rate = .*/rate = 0.0/" \
+      -e "s/^listen = \(.*\)/&\nmode = \"$mode\"/" -e "s/^rate = .*/rate = 0.0\nboost_minutes = 0/" \
       -e "s|^data_dir = .*|data_dir = \"$WORK/$mode-data\"|" examples/local.toml >"$WORK/$mode.toml"
   RUST_LOG=warn $BIN serve --config "$WORK/$mode.toml" >"$WORK/$mode.log" 2>&1 &
   echo $! >"$WORK/$mode.pid"

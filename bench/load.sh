@@ -27,7 +27,7 @@ $BIN mock-upstream --listen 127.0.0.1:9100 >"$WORK/mock.log" 2>&1 &
 for mode in native_primary shadow; do
   port=$([ $mode = native_primary ] && echo 8181 || echo 8182)
   sed -e "s/127.0.0.1:9000/127.0.0.1:9100/" -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" \
-      -e "s/^listen = \(.*\)/&\nmode = \"$mode\"/" -e "s/^rate = .*/rate = 0.0/" examples/local.toml >"$WORK/$mode.toml"
+      -e "s/^listen = \(.*\)/&\nmode = \"$mode\"/" -e "s/^rate = .*/rate = 0.0\nboost_minutes = 0/" examples/local.toml >"$WORK/$mode.toml"
   RUST_LOG=warn $BIN serve --config "$WORK/$mode.toml" >"$WORK/$mode.log" 2>&1 &
   echo $! >"$WORK/$mode.pid"
 done

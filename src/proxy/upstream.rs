@@ -4,7 +4,7 @@
 use super::ServeError;
 use super::config::Config;
 use crate::toml_error::Invalid;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shadowgate_core::Protocol;
@@ -24,10 +24,26 @@ pub enum UpstreamError {
     },
 }
 
-/// The HTTP client and the providers' keys.
+/// The HTTP client and, per provider, its endpoint and credentials header
+/// (built once at start, not per request).
 pub struct Upstream {
     client: reqwest::Client,
-    keys: HashMap<String, String>,
+    endpoints: HashMap<String, Endpoint>,
+}
+
+/// Where one provider's requests go and how they authenticate.
+struct Endpoint {
+    url: reqwest::Url,
+    /// The credentials header, marked sensitive (never logged).
+    auth: Option<(HeaderName, HeaderValue)>,
+}
+
+/// The request path of a protocol, under the provider's base URL.
+fn path(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::OpenAiChat => "/chat/completions",
+        Protocol::AnthropicMessages => "/messages",
+    }
 }
 
 impl Upstream {
@@ -40,19 +56,37 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| ServeError::config("upstream", format!("cannot build the HTTP client: {e}")))?;
-        let mut keys = HashMap::new();
+        let mut endpoints = HashMap::new();
         for (i, p) in cfg.providers.iter().enumerate() {
-            if let Some(var) = &p.api_key_env {
-                let key = std::env::var(var).map_err(|_| {
-                    ServeError::config(
-                        format!("providers[{i}].api_key_env"),
-                        format!("environment variable {var} is not set"),
-                    )
-                })?;
-                keys.insert(p.name.clone(), key);
-            }
+            let url = format!("{}{}", p.base_url.trim_end_matches('/'), path(p.protocol));
+            let url = reqwest::Url::parse(&url)
+                .map_err(|e| ServeError::config(format!("providers[{i}].base_url"), format!("{url:?}: {e}")))?;
+            let auth = match &p.api_key_env {
+                None => None,
+                Some(var) => {
+                    let key = std::env::var(var).map_err(|_| {
+                        ServeError::config(
+                            format!("providers[{i}].api_key_env"),
+                            format!("environment variable {var} is not set"),
+                        )
+                    })?;
+                    let (name, value) = match p.protocol {
+                        Protocol::OpenAiChat => (header::AUTHORIZATION, format!("Bearer {key}")),
+                        Protocol::AnthropicMessages => (HeaderName::from_static("x-api-key"), key),
+                    };
+                    let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                        ServeError::config(
+                            format!("providers[{i}].api_key_env"),
+                            format!("the key in {var} is not a valid header value"),
+                        )
+                    })?;
+                    value.set_sensitive(true);
+                    Some((name, value))
+                }
+            };
+            endpoints.insert(p.name.clone(), Endpoint { url, auth });
         }
-        Ok(Upstream { client, keys })
+        Ok(Upstream { client, endpoints })
     }
 
     /// Sends a converted request to `provider`.
@@ -64,20 +98,18 @@ impl Upstream {
         pass: &HeaderMap,
         stream: bool,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let path = match protocol {
-            Protocol::OpenAiChat => "/chat/completions",
-            Protocol::AnthropicMessages => "/messages",
-        };
-        let url = format!("{}{path}", provider.base_url.trim_end_matches('/'));
-        let mut req = self.client.post(url).header("content-type", "application/json").body(body);
+        let unreachable = |reason: String| UpstreamError::Unreachable { provider: provider.name.clone(), reason };
+        let endpoint = self.endpoints.get(&provider.name).ok_or_else(|| unreachable("unknown provider".into()))?;
+        let mut req = self
+            .client
+            .post(endpoint.url.clone())
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body);
         if stream {
-            req = req.header("accept", "text/event-stream");
+            req = req.header(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
         }
-        if let Some(key) = self.keys.get(&provider.name) {
-            req = match protocol {
-                Protocol::OpenAiChat => req.bearer_auth(key),
-                Protocol::AnthropicMessages => req.header("x-api-key", key),
-            };
+        if let Some((name, value)) = &endpoint.auth {
+            req = req.header(name, value);
         }
         if protocol == Protocol::AnthropicMessages && !pass.contains_key("anthropic-version") {
             req = req.header("anthropic-version", "2023-06-01");
@@ -85,9 +117,7 @@ impl Upstream {
         for (k, v) in pass {
             req = req.header(k, v);
         }
-        req.send()
-            .await
-            .map_err(|e| UpstreamError::Unreachable { provider: provider.name.clone(), reason: without_url(&e) })
+        req.send().await.map_err(|e| unreachable(without_url(&e)))
     }
 }
 

@@ -256,6 +256,9 @@ struct Writer {
 }
 
 const TICK: Duration = Duration::from_secs(1);
+/// How long records gather in the channel after a wake-up (the channel holds
+/// `channel_size` of them, 65,536 by default: far more than arrive meanwhile).
+const GATHER: Duration = Duration::from_millis(10);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 impl Writer {
@@ -283,7 +286,18 @@ impl Writer {
         loop {
             let stopping = stop.load(Ordering::Acquire);
             match rx.recv_timeout(if stopping { Duration::from_millis(20) } else { TICK / 4 }) {
-                Ok(r) => self.push(r),
+                Ok(r) => {
+                    // Records come in bursts (one per module call of a request): take
+                    // what is queued, then let the next ones gather, so that the
+                    // thread wakes at most once per GATHER under load, not per record.
+                    self.push(r);
+                    while let Ok(r) = rx.try_recv() {
+                        self.push(r);
+                    }
+                    if !stopping {
+                        std::thread::sleep(GATHER);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) if stopping => break,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,

@@ -250,6 +250,11 @@ impl Inner {
     }
 }
 
+/// `deadline` in whole epoch ticks, rounded up (at least one).
+fn ticks(deadline: Duration) -> u64 {
+    u64::try_from(deadline.as_nanos().div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX).max(1)
+}
+
 /// The guest, sandboxed in wasmtime. Handles made by [`WasmRuntime::with_deadline`]
 /// share the engine, module, instance pool and counters, each with its own deadline.
 pub struct WasmRuntime {
@@ -297,11 +302,8 @@ impl WasmRuntime {
             .instantiate_pre(&module)
             .map_err(|e| LoadError::Invalid(source.into(), e.to_string()))?;
         let deadline_ms = config.deadline.as_millis().max(1) as u64;
-        let limits = Limits {
-            deadline_ticks: (config.deadline.as_nanos() / TICK.as_nanos()).max(1) as u64,
-            deadline_ms,
-            memory_bytes: config.memory_limit_bytes,
-        };
+        let limits =
+            Limits { deadline_ticks: ticks(config.deadline), deadline_ms, memory_bytes: config.memory_limit_bytes };
 
         // The ticker exists before the first guest call, so a guest that
         // loops in its ABI probe is stopped too.
@@ -365,8 +367,7 @@ impl WasmRuntime {
     /// Another handle on the same guest whose calls get `deadline` instead.
     pub fn with_deadline(&self, deadline: Duration) -> WasmRuntime {
         let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX).max(1);
-        let ticks = u64::try_from(deadline.as_nanos() / TICK.as_nanos()).unwrap_or(u64::MAX).max(1);
-        WasmRuntime { inner: self.inner.clone(), deadline: (ticks, ms) }
+        WasmRuntime { inner: self.inner.clone(), deadline: (ticks(deadline), ms) }
     }
 
     /// SHA-256 (hex) of the guest module: the wasm guest's version in records.
