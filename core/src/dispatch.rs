@@ -200,7 +200,13 @@ pub fn stream_open(input: &[u8]) -> Result<StreamSession> {
 
 /// Feeds a session; the envelope holds the client SSE text.
 pub fn stream_feed(s: &mut StreamSession, bytes: &[u8]) -> Vec<u8> {
-    envelope(Ok(Value::String(s.feed(bytes))))
+    // `{"ok":"<text>"}`, as `envelope` writes it, without building a value.
+    let text = s.feed(bytes);
+    let mut out = Vec::with_capacity(text.len() + text.len() / 8 + 10);
+    out.extend_from_slice(b"{\"ok\":");
+    crate::json::write_str(&mut out, &text);
+    out.push(b'}');
+    out
 }
 
 /// Ends a session; the envelope holds the last SSE text and the stream's error, if any.
