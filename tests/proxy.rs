@@ -199,6 +199,35 @@ async fn every_mode_serves_both_protocols_streaming_and_not() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_only_compared_are_made_only_where_a_module_has_a_shadow() {
+    let p = start(config(mock().await, "mode = \"native_primary\"", ""), None).await;
+    for client in ["openai", "anthropic"] {
+        for stream in [false, true] {
+            let model = if client == "openai" { "gpt-4o" } else { "claude-x" };
+            let r = post(&p, client, &body(client, model, stream), &[]).await;
+            assert_eq!(r.status(), 200);
+            assert_eq!(text_of(client, stream, &r.text().await.unwrap()), ANSWER);
+        }
+    }
+    // Shadow jobs run right after the answer: a second is ample for any record to arrive.
+    let start = std::time::Instant::now();
+    while let Some(left) = Duration::from_secs(1).checked_sub(start.elapsed()) {
+        if let Ok(SinkRecord::Diff(r)) = p.records.recv_timeout(left) {
+            panic!("native_primary compares nothing, yet {} was compared", r.result.module);
+        }
+    }
+
+    // The same proxy, a request in shadow mode: tools and tokenizer are built and compared off the request path.
+    let r = post(&p, "openai", &body("openai", "gpt-4o", false), &[TESTER, ("x-shadowgate-mode", "shadow")]).await;
+    assert_eq!(r.status(), 200);
+    let recs = records(&p, 6);
+    let mut modules: Vec<&str> = recs.iter().map(|r| r.result.module.as_str()).collect();
+    modules.sort_unstable();
+    assert_eq!(modules, ["compat", "compat", "routing", "tokenizer", "tools", "tools"], "{recs:?}");
+    assert!(recs.iter().all(|r| r.result.agrees()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_global_native_primary_wins_and_overrides_need_permission() {
     let p = start(config(mock().await, "mode = \"native_primary\"\nmode_locked = true", ""), None).await;
     let r =
