@@ -1,6 +1,8 @@
 //! Native vs wasm per op, on the core's fixtures; warm vs fresh instances.
 //!
-//! `cargo bench --bench runtime` (figures in BENCHMARKS.md).
+//! `cargo bench --bench runtime` (figures in BENCHMARKS.md). The host's
+//! allocator is the serve binary's (mimalloc with the default features), so
+//! "native" is the core as it runs in the proxy.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
@@ -9,6 +11,10 @@ use shadowgate_runtime::{InstanceMode, NativeRuntime, Runtime, WasmConfig, WasmR
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("core/tests/fixtures").join(rel)).unwrap()

@@ -243,8 +243,7 @@ impl Instance {
         self.calls += 1;
         let (ptr, len) = self.put(input)?;
         self.arm();
-        let f = self.call.clone();
-        let packed = f.call(&mut self.store, (op, ptr, len)).map_err(|e| self.classify(e))?;
+        let packed = self.call.call(&mut self.store, (op, ptr, len)).map_err(|e| self.classify(e))?;
         self.take(packed)
     }
 
