@@ -79,6 +79,22 @@ fn bench_ops(c: &mut Criterion) {
                 &fixture("response/anthropic-messages/thinking_tool_cache.json"),
             ),
         ),
+        (
+            "responses-request",
+            "compat.request",
+            frame(
+                &json!({"from": "openai-responses", "to": "anthropic-messages"}),
+                &fixture("request/openai-responses/function_tools_history.json"),
+            ),
+        ),
+        (
+            "responses-response",
+            "compat.response",
+            frame(
+                &json!({"ctx": ctx(), "from": "anthropic-messages", "to": "openai-responses"}),
+                &fixture("response/anthropic-messages/thinking_tool_cache.json"),
+            ),
+        ),
         ("tiny", "tokenizer.count", frame(&json!({}), b"ok")),
     ];
     for (name, op, input) in &cases {
@@ -102,6 +118,23 @@ fn bench_ops(c: &mut Criterion) {
         g.bench_function(BenchmarkId::from_parameter(rt_name), |b| {
             b.iter(|| {
                 let mut s = rt.open_stream(options.as_bytes()).unwrap();
+                for chunk in &chunks {
+                    black_box(s.feed(chunk).unwrap());
+                }
+                s.close().unwrap()
+            })
+        });
+    }
+    g.finish();
+
+    // The same stream for a Responses client: the richest event family.
+    let to_responses = json!({"ctx": ctx(), "from": "anthropic-messages", "to": "openai-responses"}).to_string();
+    let mut g = c.benchmark_group("stream-200-to-responses");
+    g.throughput(Throughput::Elements(200));
+    for (rt_name, rt) in &rts {
+        g.bench_function(BenchmarkId::from_parameter(rt_name), |b| {
+            b.iter(|| {
+                let mut s = rt.open_stream(to_responses.as_bytes()).unwrap();
                 for chunk in &chunks {
                     black_box(s.feed(chunk).unwrap());
                 }

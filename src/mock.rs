@@ -1,5 +1,5 @@
-//! `mock-upstream`: an OpenAI- and Anthropic-compatible fake provider for
-//! tests, benchmarks and the demo. Written against the protocols directly,
+//! `mock-upstream`: a fake provider speaking OpenAI Chat, OpenAI Responses
+//! and Anthropic Messages, for tests, benchmarks and the demo. Written against the protocols directly,
 //! not through the core, so it cannot hide the core's mistakes.
 //!
 //! Scripts, chosen by the request header `x-mock-script` (default `text`):
@@ -37,6 +37,7 @@ use std::time::Duration;
 enum Wire {
     OpenAi,
     Anthropic,
+    Responses,
 }
 
 /// One scripted answer, protocol-neutral.
@@ -133,6 +134,7 @@ fn non_streaming(wire: Wire, s: &Script, req: &Value, id: &str) -> Value {
                    "stop_reason": s.stop, "stop_sequence": null,
                    "usage": {"input_tokens": input_tokens(req), "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": s.output_tokens}})
         }
+        Wire::Responses => responses_body(s, req, id, "completed", responses_output(s, id), true),
         Wire::OpenAi => {
             let mut msg =
                 json!({"role": "assistant", "content": s.text.filter(|_| s.stop != "refusal"), "refusal": null});
@@ -156,6 +158,133 @@ fn non_streaming(wire: Wire, s: &Script, req: &Value, id: &str) -> Value {
                    "usage": {"prompt_tokens": prompt, "completion_tokens": s.output_tokens, "total_tokens": prompt + s.output_tokens}})
         }
     }
+}
+
+/// The Responses output items of a script.
+fn responses_output(s: &Script, id: &str) -> Vec<Value> {
+    let mut output = Vec::new();
+    if let Some(t) = s.thinking {
+        output.push(
+            json!({"id": format!("rs_{id}"), "type": "reasoning", "summary": [{"type": "summary_text", "text": t}]}),
+        );
+    }
+    if let Some(t) = s.text {
+        let part = if s.stop == "refusal" {
+            json!({"type": "refusal", "refusal": t})
+        } else {
+            json!({"type": "output_text", "text": t, "annotations": [], "logprobs": []})
+        };
+        let status = if s.stop == "max_tokens" { "incomplete" } else { "completed" };
+        output.push(json!({"id": format!("msg_{id}"), "type": "message", "status": status, "role": "assistant", "content": [part]}));
+    }
+    for (i, (name, args)) in s.tools.iter().enumerate() {
+        output.push(json!({"id": format!("fc_{id}{i}"), "type": "function_call", "status": "completed",
+                           "arguments": args, "call_id": format!("call_{id}{i}"), "name": name}));
+    }
+    output
+}
+
+fn responses_body(s: &Script, req: &Value, id: &str, status: &str, output: Vec<Value>, usage: bool) -> Value {
+    let input = input_tokens(req);
+    let (status, incomplete) = match (status, s.stop) {
+        ("completed", "max_tokens") => ("incomplete", json!({"reason": "max_output_tokens"})),
+        (st, _) => (st, Value::Null),
+    };
+    json!({"id": format!("resp_{id}"), "object": "response", "created_at": 1_763_800_000, "status": status,
+           "error": null, "incomplete_details": incomplete, "model": req["model"].as_str().unwrap_or("mock-model"),
+           "output": output, "parallel_tool_calls": true, "store": req["store"].as_bool().unwrap_or(true),
+           "usage": if usage { json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0},
+                                      "output_tokens": s.output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                                      "total_tokens": input + s.output_tokens}) } else { Value::Null }})
+}
+
+/// A Responses stream: the event family with sequence numbers, as OpenAI sends it.
+fn responses_events(s: &Script, req: &Value, id: &str) -> Vec<String> {
+    let mut seq = 0u64;
+    let mut out = Vec::new();
+    let mut ev = |mut v: Value| {
+        v["sequence_number"] = json!(seq);
+        seq += 1;
+        out.push(format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or("")));
+    };
+    let created = responses_body(s, req, id, "in_progress", vec![], false);
+    ev(json!({"type": "response.created", "response": created}));
+    ev(json!({"type": "response.in_progress", "response": created}));
+    let items = responses_output(s, id);
+    for (oi, item) in items.iter().enumerate() {
+        let item_id = item["id"].clone();
+        match item["type"].as_str() {
+            Some("reasoning") => {
+                ev(
+                    json!({"type": "response.output_item.added", "output_index": oi, "item": {"id": item_id, "type": "reasoning", "summary": []}}),
+                );
+                ev(
+                    json!({"type": "response.reasoning_summary_part.added", "item_id": item_id, "output_index": oi, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
+                );
+                let text = item["summary"][0]["text"].as_str().unwrap_or("");
+                for w in words(text) {
+                    ev(
+                        json!({"type": "response.reasoning_summary_text.delta", "item_id": item_id, "output_index": oi, "summary_index": 0, "delta": w}),
+                    );
+                }
+                ev(
+                    json!({"type": "response.reasoning_summary_text.done", "item_id": item_id, "output_index": oi, "summary_index": 0, "text": text}),
+                );
+                ev(
+                    json!({"type": "response.reasoning_summary_part.done", "item_id": item_id, "output_index": oi, "summary_index": 0, "part": item["summary"][0]}),
+                );
+            }
+            Some("message") => {
+                let part = &item["content"][0];
+                let refusal = part["type"] == "refusal";
+                ev(
+                    json!({"type": "response.output_item.added", "output_index": oi, "item": {"id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+                );
+                let empty = if refusal {
+                    json!({"type": "refusal", "refusal": ""})
+                } else {
+                    json!({"type": "output_text", "text": "", "annotations": []})
+                };
+                ev(
+                    json!({"type": "response.content_part.added", "item_id": item_id, "output_index": oi, "content_index": 0, "part": empty}),
+                );
+                let text = part[if refusal { "refusal" } else { "text" }].as_str().unwrap_or("");
+                let kind = if refusal { "response.refusal" } else { "response.output_text" };
+                for w in words(text) {
+                    ev(
+                        json!({"type": format!("{kind}.delta"), "item_id": item_id, "output_index": oi, "content_index": 0, "delta": w, "logprobs": []}),
+                    );
+                }
+                let field = if refusal { "refusal" } else { "text" };
+                ev(
+                    json!({"type": format!("{kind}.done"), "item_id": item_id, "output_index": oi, "content_index": 0, field: text}),
+                );
+                ev(
+                    json!({"type": "response.content_part.done", "item_id": item_id, "output_index": oi, "content_index": 0, "part": part}),
+                );
+            }
+            _ => {
+                let args = item["arguments"].as_str().unwrap_or("");
+                let mut added = item.clone();
+                added["arguments"] = json!("");
+                added["status"] = json!("in_progress");
+                ev(json!({"type": "response.output_item.added", "output_index": oi, "item": added}));
+                for f in fragments(args) {
+                    ev(
+                        json!({"type": "response.function_call_arguments.delta", "item_id": item_id, "output_index": oi, "delta": f}),
+                    );
+                }
+                ev(
+                    json!({"type": "response.function_call_arguments.done", "item_id": item_id, "output_index": oi, "arguments": args}),
+                );
+            }
+        }
+        ev(json!({"type": "response.output_item.done", "output_index": oi, "item": item}));
+    }
+    let done = responses_body(s, req, id, "completed", items, true);
+    let ty = if done["status"] == "incomplete" { "response.incomplete" } else { "response.completed" };
+    ev(json!({"type": ty, "response": done}));
+    out
 }
 
 fn anthropic_events(s: &Script, req: &Value, id: &str) -> Vec<String> {
@@ -233,7 +362,9 @@ fn openai_events(s: &Script, req: &Value, id: &str) -> Vec<String> {
 
 fn error(wire: Wire, status: StatusCode, kind: &str, message: &str) -> Response {
     let body = match wire {
-        Wire::OpenAi => json!({"error": {"message": message, "type": kind, "param": null, "code": kind}}),
+        Wire::OpenAi | Wire::Responses => {
+            json!({"error": {"message": message, "type": kind, "param": null, "code": kind}})
+        }
         Wire::Anthropic => json!({"type": "error", "error": {"type": kind, "message": message}}),
     };
     let mut r = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
@@ -310,7 +441,7 @@ async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes) ->
             return error(
                 wire,
                 StatusCode::TOO_MANY_REQUESTS,
-                if wire == Wire::OpenAi { "rate_limit_exceeded" } else { "rate_limit_error" },
+                if wire == Wire::Anthropic { "rate_limit_error" } else { "rate_limit_exceeded" },
                 "Rate limit reached; retry after 2 seconds.",
             );
         }
@@ -318,7 +449,7 @@ async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes) ->
             return error(
                 wire,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                if wire == Wire::OpenAi { "server_error" } else { "api_error" },
+                if wire == Wire::Anthropic { "api_error" } else { "server_error" },
                 "The mock upstream failed.",
             );
         }
@@ -344,6 +475,7 @@ async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes) ->
     let chunks = match wire {
         Wire::Anthropic => anthropic_events(&s, &req, &id),
         Wire::OpenAi => openai_events(&s, &req, &id),
+        Wire::Responses => responses_events(&s, &req, &id),
     };
     let (delay, brk) = match name.as_str() {
         "slow" => (Duration::from_millis(40), None),
@@ -364,6 +496,10 @@ pub fn app(mock: Arc<Mock>) -> Router {
         .route(
             "/v1/messages",
             post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::Anthropic, m, h, b)),
+        )
+        .route(
+            "/v1/responses",
+            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::Responses, m, h, b)),
         )
         .with_state(mock)
 }

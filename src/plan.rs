@@ -110,7 +110,7 @@ fn walk_text(v: &Value, out: &mut String) {
         Value::Array(a) => a.iter().for_each(|x| walk_text(x, out)),
         Value::Object(o) => {
             for (k, x) in o {
-                if matches!(k.as_str(), "content" | "text" | "system") || x.is_array() || x.is_object() {
+                if matches!(k.as_str(), "content" | "text" | "system" | "output") || x.is_array() || x.is_object() {
                     walk_text(x, out);
                 }
             }
@@ -121,8 +121,10 @@ fn walk_text(v: &Value, out: &mut String) {
 
 fn text_of(request: &Value) -> String {
     let mut out = String::new();
-    walk_text(&request["messages"], &mut out);
-    walk_text(&request["system"], &mut out);
+    // Chat and Messages requests, and Responses ones (`input`, `instructions`).
+    for key in ["messages", "system", "input", "instructions"] {
+        walk_text(&request[key], &mut out);
+    }
     out
 }
 

@@ -121,6 +121,28 @@ async fn errors_come_in_the_clients_own_protocol() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(v["error"]["type"], "invalid_request_error");
     assert!(v["error"]["message"].as_str().unwrap().contains("llama-3"), "{v}");
+
+    // A Responses client gets OpenAI's error shape, with the path of a bad field,
+    // and a stateful field bound for another protocol is refused by name.
+    let (status, _, v) = send(&st, post("/v1/responses", r#"{"model": "gpt-5", "input": 42}"#, &[])).await;
+    assert_eq!((status, v["error"]["type"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request_error")));
+    assert!(v["error"]["message"].as_str().unwrap().contains("/input"), "{v}");
+    let body = json!({"model": "gpt-5", "input": "hi", "previous_response_id": "resp_1"}).to_string();
+    let (status, _, v) = send(&st, post("/v1/responses", body, &[])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["error"]["message"].as_str().unwrap().contains("previous_response_id"), "{v}");
+}
+
+#[test]
+fn a_guest_without_a_protocol_a_route_needs_is_refused() {
+    let cfg = Config::parse(CONFIG, "app.toml").unwrap();
+    let all: Vec<String> = shadowgate_core::Protocol::ALL.iter().map(|p| p.as_str().to_string()).collect();
+    shadowgate::proxy::check_guest_protocols(&cfg, &all).unwrap();
+    let old = ["openai-chat".to_string(), "anthropic-messages".to_string()];
+    let e = shadowgate::proxy::check_guest_protocols(&cfg, &old).unwrap_err().to_string();
+    assert!(e.starts_with("routes[0]: route \"gpt\" needs protocol openai-responses"), "{e}");
+    let pinned = CONFIG.replace("model = \"gpt-*\"", "model = \"gpt-*\"\nendpoint = \"openai-chat\"");
+    shadowgate::proxy::check_guest_protocols(&Config::parse(&pinned, "app.toml").unwrap(), &old).unwrap();
 }
 
 #[tokio::test]

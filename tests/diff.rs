@@ -43,6 +43,10 @@ fn rechunk(protocol: Protocol, sse: &str, at: usize) -> String {
                 };
                 (field, "event: content_block_delta\n")
             }
+            Protocol::OpenAiResponses => {
+                let delta = v["type"].as_str().is_some_and(|t| t.ends_with(".delta"));
+                (if delta { "/delta" } else { "" }, "")
+            }
             Protocol::OpenAiChat => {
                 let p =
                     if v.pointer("/choices/0/delta/content").is_some_and(|c| c.as_str().is_some_and(|s| !s.is_empty()))
@@ -68,6 +72,9 @@ fn rechunk(protocol: Protocol, sse: &str, at: usize) -> String {
                 for part in [&t[..cut], &t[cut..]] {
                     let mut piece = v.clone();
                     *piece.pointer_mut(pointer).unwrap() = json!(part);
+                    if protocol == Protocol::OpenAiResponses {
+                        out.push_str(&format!("event: {}\n", v["type"].as_str().unwrap()));
+                    }
                     out.push_str(&format!("{event}data: {piece}\n\n"));
                 }
             }
@@ -108,6 +115,35 @@ fn a_rechunked_stream_matches() {
         let r = d.compare_sse(&scope("streaming", protocol, "stream"), protocol, s.as_bytes(), re.as_bytes());
         assert_eq!(r.outcome, Outcome::Match, "{rel}: {}", serde_json::to_string_pretty(&r).unwrap());
     }
+}
+
+/// Renumbers the `sequence_number`s of a Responses stream from 0.
+fn renumber(sse: &str) -> String {
+    let mut out = String::new();
+    for (n, block) in sse.split_inclusive("\n\n").enumerate() {
+        let (head, data) = block.split_once("data: ").unwrap();
+        let mut v: Value = serde_json::from_str(data.trim_end()).unwrap();
+        v["sequence_number"] = json!(n);
+        out.push_str(&format!("{head}data: {v}\n\n"));
+    }
+    out
+}
+
+#[test]
+fn a_rechunked_responses_stream_matches_under_v2_and_a_changed_delta_does_not() {
+    let d = Differ::new(Ruleset::load(Some("v2")).unwrap());
+    let sc = scope("streaming", Protocol::OpenAiResponses, "stream");
+    let s = stream("stream/anthropic-messages/text_parallel_tools.to-openai-responses.sse");
+    let re = renumber(&rechunk(Protocol::OpenAiResponses, &s, 3));
+    assert_ne!(s, re);
+    // Only the renumbered positions differ, and the ruleset says why they do not count.
+    let r = d.compare_sse(&sc, Protocol::OpenAiResponses, s.as_bytes(), re.as_bytes());
+    assert_eq!((r.outcome, r.rule.as_deref()), (Outcome::Ignored, Some("responses-sequence-number")));
+    assert_eq!(r.paths, ["/sequence_number"]);
+    let changed = s.replacen("\"delta\":\"{\\\"", "\"delta\":\"{ \\\"", 1);
+    assert_ne!(changed, s);
+    let r = d.compare_sse(&sc, Protocol::OpenAiResponses, s.as_bytes(), changed.as_bytes());
+    assert_eq!(r.outcome, Outcome::Mismatch, "{}", serde_json::to_string_pretty(&r).unwrap());
 }
 
 #[test]

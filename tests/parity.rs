@@ -80,6 +80,28 @@ fn tools_tokenizer_and_routing_agree() {
     }
 }
 
+#[test]
+fn every_recorded_response_converts_identically() {
+    let corpus = fixtures().join("corpus/vercel-ai");
+    let mut n = 0;
+    for (dir, from) in [
+        ("anthropic", Protocol::AnthropicMessages),
+        ("openai", Protocol::OpenAiChat),
+        ("openai-responses", Protocol::OpenAiResponses),
+    ] {
+        for file in files(&corpus.join(dir), ".json") {
+            let body = std::fs::read(&file).unwrap();
+            for to in Protocol::ALL {
+                let input = frame(&json!({"ctx": ctx(), "from": from.as_str(), "to": to.as_str()}), &body);
+                let native = NATIVE.call("compat.response", &input).unwrap();
+                assert_eq!(native, WASM.call("compat.response", &input).unwrap(), "{} → {to}", file.display());
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 150, "{n}");
+}
+
 fn stream_inputs() -> Vec<(Protocol, Vec<u8>, String)> {
     let mut out = Vec::new();
     for from in Protocol::ALL {
@@ -92,13 +114,16 @@ fn stream_inputs() -> Vec<(Protocol, Vec<u8>, String)> {
         ("anthropic", Protocol::AnthropicMessages),
         ("openai", Protocol::OpenAiChat),
         ("openai-compatible", Protocol::OpenAiChat),
+        ("openai-responses", Protocol::OpenAiResponses),
     ] {
         for f in files(&corpus.join(dir), ".chunks.txt") {
             let text = std::fs::read_to_string(&f).unwrap();
             let mut sse = String::new();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 match from {
-                    Protocol::AnthropicMessages => sse.push_str(&format!("event: x\ndata: {line}\n\n")),
+                    Protocol::AnthropicMessages | Protocol::OpenAiResponses => {
+                        sse.push_str(&format!("event: x\ndata: {line}\n\n"))
+                    }
                     Protocol::OpenAiChat => sse.push_str(&format!("data: {line}\n\n")),
                 }
             }

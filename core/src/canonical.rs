@@ -40,6 +40,10 @@ pub struct Request {
     pub include_usage: Option<bool>,
     /// Extended thinking / reasoning settings.
     pub reasoning: Option<Reasoning>,
+    /// Structured output requested (OpenAI `response_format`, Responses
+    /// `text.format`, Anthropic `output_config.format`); used across protocols,
+    /// while a same-protocol request keeps the client's own field.
+    pub output_format: Option<OutputFormat>,
     /// Source-protocol fields with no canonical meaning, emitted only to the same protocol.
     pub extra: Map<String, Value>,
 }
@@ -185,6 +189,24 @@ pub enum Reasoning {
     Budget(u64),
     /// OpenAI `reasoning_effort` (`minimal`, `low`, `medium`, `high`, …).
     Effort(String),
+}
+
+/// A structured-output request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputFormat {
+    /// Any JSON object (OpenAI `json_object`).
+    JsonObject,
+    /// JSON matching a schema.
+    JsonSchema {
+        /// Schema name (OpenAI requires one; `output` when the source had none).
+        name: String,
+        /// The JSON Schema.
+        schema: Value,
+        /// OpenAI strict mode.
+        strict: Option<bool>,
+        /// What the output is for.
+        description: Option<String>,
+    },
 }
 
 /// Why the model stopped.

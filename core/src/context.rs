@@ -47,6 +47,17 @@ impl Context {
         format!("msg_{}", self.derive_id("message", 0))
     }
 
+    /// The id of a converted OpenAI Responses response.
+    pub fn response_id(&self) -> String {
+        format!("resp_{}", self.derive_id("response", 0))
+    }
+
+    /// The id of the `n`th output item of a converted Responses response;
+    /// `prefix` names the kind as OpenAI does (`msg`, `fc`, `rs`).
+    pub fn item_id(&self, prefix: &str, n: u64) -> String {
+        format!("{prefix}_{}", self.derive_id("item", n))
+    }
+
     /// An id for the `n`th tool call whose upstream gave none.
     pub fn tool_call_id(&self, n: u64) -> String {
         format!("call_{}", self.derive_id("tool_call", n))

@@ -14,17 +14,21 @@ pub enum Protocol {
     /// Anthropic Messages (`POST /v1/messages`).
     #[serde(rename = "anthropic-messages")]
     AnthropicMessages,
+    /// OpenAI Responses (`POST /v1/responses`).
+    #[serde(rename = "openai-responses")]
+    OpenAiResponses,
 }
 
 impl Protocol {
     /// All protocols, in a stable order.
-    pub const ALL: [Protocol; 2] = [Protocol::OpenAiChat, Protocol::AnthropicMessages];
+    pub const ALL: [Protocol; 3] = [Protocol::OpenAiChat, Protocol::AnthropicMessages, Protocol::OpenAiResponses];
 
     /// The name used everywhere (CLI, config, records).
     pub const fn as_str(self) -> &'static str {
         match self {
             Protocol::OpenAiChat => "openai-chat",
             Protocol::AnthropicMessages => "anthropic-messages",
+            Protocol::OpenAiResponses => "openai-responses",
         }
     }
 
@@ -33,6 +37,7 @@ impl Protocol {
         match self {
             Protocol::OpenAiChat => "/v1/chat/completions",
             Protocol::AnthropicMessages => "/v1/messages",
+            Protocol::OpenAiResponses => "/v1/responses",
         }
     }
 
@@ -40,7 +45,7 @@ impl Protocol {
     pub fn parse(s: &str, path: &str) -> Result<Protocol> {
         Protocol::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
             let known: Vec<String> = Protocol::ALL.iter().map(|p| format!("{:?}", p.as_str())).collect();
-            CoreError::invalid(path, format!("unknown protocol {s:?} (expected {})", known.join(" or ")))
+            CoreError::invalid(path, format!("unknown protocol {s:?} (expected one of {})", known.join(", ")))
         })
     }
 }

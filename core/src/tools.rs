@@ -214,6 +214,81 @@ pub fn encode_anthropic_tool_choice(c: Option<&ToolChoice>, parallel: Option<boo
     Some(o)
 }
 
+/// Decodes an OpenAI Responses `tools` array: function tools are flat
+/// (`name`, `parameters` beside `type`); built-in tools (web search, file
+/// search, code interpreter, MCP, shell, custom, …) are kept raw.
+pub fn decode_responses_tools(tools: &[Value], path: &str) -> Result<Vec<ToolDef>> {
+    let mut out = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.iter().enumerate() {
+        let p = join(path, i);
+        let obj = json::as_object(tool, &p)?;
+        if json::req_str(obj, "type", &p)? != "function" {
+            out.push(ToolDef::Raw(tool.clone()));
+            continue;
+        }
+        out.push(ToolDef::Function {
+            name: json::req_str(obj, "name", &p)?.to_string(),
+            description: json::opt_str(obj, "description", &p)?.map(str::to_string),
+            parameters: normalize_schema(
+                json::field(obj, "parameters").filter(|v| !v.is_null()),
+                &join(&p, "parameters"),
+            )?,
+            strict: json::opt_bool(obj, "strict", &p)?,
+            cache_control: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Encodes tools for an OpenAI Responses upstream. `strict` is always sent:
+/// the Responses API defaults it to `true`, which would reject the schemas
+/// other protocols' clients write.
+pub fn encode_responses_tools(tools: &[ToolDef], source: Protocol) -> Result<Vec<Value>> {
+    tools
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match t {
+            ToolDef::Function { name, description, parameters, strict, cache_control: _ } => {
+                let mut f = Map::new();
+                f.insert("type".into(), json!("function"));
+                f.insert("name".into(), json!(name));
+                if let Some(d) = description {
+                    f.insert("description".into(), json!(d));
+                }
+                f.insert("parameters".into(), parameters.clone());
+                f.insert("strict".into(), json!(strict.unwrap_or(false)));
+                Ok(Value::Object(f))
+            }
+            ToolDef::Raw(v) if source == Protocol::OpenAiResponses => Ok(v.clone()),
+            ToolDef::Raw(v) => Err(CoreError::unsupported(
+                format!("/tools/{i}"),
+                format!("tool type {:?} has no openai-responses counterpart", raw_tool_type(v)),
+            )),
+        })
+        .collect()
+}
+
+/// Decodes Responses `tool_choice`. `Ok(None)` for the forms with no
+/// canonical meaning (`allowed_tools`, a built-in tool, MCP), which only a
+/// same-protocol route can carry.
+pub fn decode_responses_tool_choice(v: &Value, path: &str) -> Result<Option<ToolChoice>> {
+    match v {
+        Value::Object(o) if json::req_str(o, "type", path)? == "function" => {
+            Ok(Some(ToolChoice::Named(json::req_str(o, "name", path)?.to_string())))
+        }
+        Value::Object(_) => Ok(None),
+        other => decode_openai_tool_choice(other, path).map(Some),
+    }
+}
+
+/// Encodes Responses `tool_choice`.
+pub fn encode_responses_tool_choice(c: &ToolChoice) -> Value {
+    match c {
+        ToolChoice::Named(n) => json!({"type": "function", "name": n}),
+        other => encode_openai_tool_choice(other),
+    }
+}
+
 /// Finish-reason patching: a response that carries tool calls but reports a
 /// natural stop (as some OpenAI-compatible providers do) stopped for tool use.
 /// Returns whether it patched anything.

@@ -123,3 +123,59 @@ fn only_the_first_choice_crosses_protocols() {
     let out = s.feed(&bytes) + &s.finish();
     assert!(out.contains("Shadow") && out.contains(" compares") && !out.contains(" twice") && !out.contains("Paris"));
 }
+
+#[test]
+fn a_responses_stream_reaches_a_responses_client_event_for_event() {
+    let mut n = 0;
+    for (path, from, bytes) in corpus_streams() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if from != Protocol::OpenAiResponses || name.starts_with("parallel-tool-call-wrapper") {
+            continue;
+        }
+        // One HTTP response per stream: the recording up to its first terminal event.
+        let text = String::from_utf8(bytes).unwrap();
+        let mut one = String::new();
+        for event in text.split_inclusive("\n\n") {
+            one.push_str(event);
+            if ["event: response.completed", "event: response.incomplete", "event: response.failed"]
+                .iter()
+                .any(|e| event.starts_with(e))
+            {
+                break;
+            }
+        }
+        let mut s = session(Protocol::OpenAiResponses, Protocol::OpenAiResponses, false);
+        let out = s.feed(one.as_bytes()) + &s.finish();
+        if name == "openai-error.1.chunks.txt" {
+            // The upstream's `error` ends the session; its one terminal event follows, numbered after it.
+            let events = parse_sse(&out);
+            assert_eq!(events[..3], parse_sse(&one)[..3], "{name}");
+            let last: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+            assert_eq!((last["type"].as_str(), last["sequence_number"].as_u64()), (Some("response.failed"), Some(3)));
+            assert!(last["response"]["id"].as_str().unwrap().starts_with("resp_05500b38"));
+        } else {
+            assert_eq!(parse_sse(&out), parse_sse(&one), "{name}");
+            assert!(s.error().is_none(), "{name}: {:?}", s.error());
+        }
+        n += 1;
+    }
+    assert!(n >= 20, "{n}");
+}
+
+#[test]
+fn a_truncated_responses_stream_ends_with_one_failed_event() {
+    let bytes = fixture(Protocol::OpenAiResponses, "truncated.sse");
+    for to in Protocol::ALL {
+        let mut s = session(Protocol::OpenAiResponses, to, false);
+        let out = s.feed(&bytes) + &s.finish();
+        assert_eq!(s.error().unwrap().kind, ErrorKind::Stream, "{to}");
+        if to == Protocol::OpenAiResponses {
+            let types: Vec<String> = parse_sse(&out)
+                .iter()
+                .map(|(_, d)| serde_json::from_str::<Value>(d).unwrap()["type"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(types.iter().filter(|t| t.as_str() == "response.failed").count(), 1);
+            assert_eq!(types.last().map(String::as_str), Some("response.failed"));
+        }
+    }
+}

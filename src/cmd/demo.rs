@@ -99,6 +99,23 @@ pub fn workload(i: usize) -> (&'static str, Vec<(&'static str, &'static str)>, V
     let question =
         ["What is shadow traffic?", "Plan a canary rollout in three steps.", "What's the weather in Paris?"][i % 3];
     let headers = vec![("x-mock-script", script)];
+    if i % 3 == 2 {
+        // Responses clients: same protocol, to Anthropic; and a Responses upstream for a Chat client.
+        let model = ["gpt-5", "responses-via-anthropic", "claude-via-responses"][(i / 3) % 3];
+        if model == "claude-via-responses" {
+            let body = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": question}]});
+            return ("/v1/chat/completions", headers, body);
+        }
+        let mut body = json!({"model": model, "stream": stream, "instructions": "Be brief.", "input": question});
+        if script == "tools" {
+            body["tools"] = json!([{"type": "function", "name": "get_weather", "description": "Weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+        }
+        if script == "thinking" {
+            body["reasoning"] = json!({"effort": "low", "summary": "auto"});
+        }
+        return ("/v1/responses", headers, body);
+    }
     if i.is_multiple_of(2) {
         let model = if i.is_multiple_of(4) { "gpt-4.1" } else { "gpt-via-anthropic" };
         let mut body = json!({"model": model, "stream": stream, "messages": [

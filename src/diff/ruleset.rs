@@ -14,7 +14,10 @@ use std::path::Path;
 use toml::Spanned;
 
 /// Published rulesets built into the binary, by version.
-pub const EMBEDDED: &[(u32, &str)] = &[(1, include_str!("../../rulesets/diff_ruleset_v1.toml"))];
+pub const EMBEDDED: &[(u32, &str)] = &[
+    (1, include_str!("../../rulesets/diff_ruleset_v1.toml")),
+    (2, include_str!("../../rulesets/diff_ruleset_v2.toml")),
+];
 
 /// The version `rulesets/CURRENT` points at when the binary was built.
 pub const CURRENT: &str = include_str!("../../rulesets/CURRENT");

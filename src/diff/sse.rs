@@ -63,6 +63,7 @@ pub fn canonical_events(protocol: Protocol, text: &[u8], merge: bool) -> Result<
         let fast = match protocol {
             Protocol::AnthropicMessages => fast_anthropic(&ev.data),
             Protocol::OpenAiChat => fast_openai(&ev.data),
+            Protocol::OpenAiResponses => fast_responses(&ev.data),
         };
         if let Some(atoms) = fast {
             items.extend(atoms.into_iter().map(Item::Atom));
@@ -72,6 +73,9 @@ pub fn canonical_events(protocol: Protocol, text: &[u8], merge: bool) -> Result<
         match protocol {
             Protocol::AnthropicMessages => anthropic_items(v, &mut items),
             Protocol::OpenAiChat => openai_items(v, &mut items),
+            Protocol::OpenAiResponses => {
+                items.push(Item::Event(v["type"].as_str().unwrap_or("unknown").to_string(), v))
+            }
         }
     }
     let mut stream = CanonStream::default();
@@ -232,6 +236,31 @@ fn fast_openai(data: &str) -> Option<Vec<Atom>> {
         }
     }
     Some(atoms)
+}
+
+#[derive(serde::Deserialize)]
+struct FastResponses<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    output_index: u64,
+    #[serde(default)]
+    content_index: u64,
+    #[serde(default)]
+    summary_index: u64,
+    #[serde(borrow)]
+    delta: Option<Cow<'a, str>>,
+}
+
+/// A Responses `*.delta` event with a text delta (output text, arguments,
+/// reasoning, built-in tool progress), keyed by its item and part; these
+/// carry nothing else worth comparing but their sequence numbers.
+fn fast_responses(data: &str) -> Option<Vec<Atom>> {
+    let e: FastResponses = serde_json::from_str(data).ok()?;
+    let delta = e.delta.filter(|_| e.kind.ends_with(".delta"))?;
+    let part = e.content_index.max(e.summary_index).min(u64::from(u16::MAX));
+    let key = e.output_index.min(u64::from(u32::MAX)) << 16 | part;
+    Some(vec![Atom { kind: e.kind.into_owned(), key, text: delta.into_owned() }])
 }
 
 fn anthropic_items(v: Value, items: &mut Vec<Item>) {

@@ -176,9 +176,11 @@ pub fn app(state: Arc<AppState>) -> Router {
             pipeline::serve(s.0, protocol, h, b)
         })
     };
-    Router::new()
-        .route(Protocol::OpenAiChat.endpoint(), client(Protocol::OpenAiChat))
-        .route(Protocol::AnthropicMessages.endpoint(), client(Protocol::AnthropicMessages))
+    let mut router = Router::new();
+    for p in Protocol::ALL {
+        router = router.route(p.endpoint(), client(p));
+    }
+    router
         .route("/v1/models", get(models))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -346,6 +346,6 @@ provider = "openai"
         assert_eq!((e.line, e.key.as_str()), (13, "compat"), "{e}");
         assert!(e.to_string().starts_with("c.toml:13: compat: unknown variant `beta`"), "{e}");
         let e = crate::diff::Ruleset::load(Some("v99")).unwrap_err();
-        assert!(e.to_string().ends_with("diff_ruleset_v99.toml: no such file (published versions: v1)"), "{e}");
+        assert!(e.to_string().ends_with("diff_ruleset_v99.toml: no such file (published versions: v1, v2)"), "{e}");
     }
 }

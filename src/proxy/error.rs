@@ -29,7 +29,7 @@ impl ApiError {
             (Protocol::AnthropicMessages, 413) => "request_too_large",
             (_, 400 | 404 | 413) => "invalid_request_error",
             (_, 403) => "permission_error",
-            (Protocol::OpenAiChat, _) => "server_error",
+            (Protocol::OpenAiChat | Protocol::OpenAiResponses, _) => "server_error",
             (Protocol::AnthropicMessages, _) => "api_error",
         }
     }
@@ -39,7 +39,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (kind, message) = (self.kind(), self.message.as_str());
         let body = match self.protocol {
-            Protocol::OpenAiChat => json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
+            Protocol::OpenAiChat | Protocol::OpenAiResponses => {
+                json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+            }
             Protocol::AnthropicMessages => json!({"type": "error", "error": {"type": kind, "message": message}}),
         };
         (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()

@@ -34,6 +34,7 @@ use crate::record::Versions;
 use crate::sink::redact::{KeyError, Redactor};
 use crate::sink::{Sink, SinkRecord, SinkSender, SinkStats};
 use app::AppState;
+use shadowgate_core::Protocol;
 use shadowgate_runtime::{LoadError, WasmConfig, WasmRuntime};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,10 +96,36 @@ pub fn load_guest(config: &config::Config) -> Result<Arc<WasmRuntime>, ServeErro
         deadline: Duration::from_millis(config.shadow.deadline_ms),
         ..WasmConfig::default()
     };
-    Ok(Arc::new(match &config.shadow.guest {
+    use shadowgate_runtime::Runtime as _;
+    let wasm = match &config.shadow.guest {
         Some(p) => WasmRuntime::from_file(p, wasm_cfg)?,
         None => WasmRuntime::embedded(wasm_cfg)?,
-    }))
+    };
+    check_guest_protocols(config, &wasm.capabilities().protocols)?;
+    Ok(Arc::new(wasm))
+}
+
+/// A guest must speak every protocol a route serves: its client endpoint
+/// (every endpoint, when the route names none) and its provider's.
+pub fn check_guest_protocols(config: &config::Config, guest: &[String]) -> Result<(), ServeError> {
+    for (i, r) in config.routes.iter().enumerate() {
+        let clients: Vec<Protocol> = r.endpoint.map_or_else(|| Protocol::ALL.to_vec(), |p| vec![p]);
+        let upstream = config.provider(&r.provider).map(|p| p.protocol);
+        for p in clients.into_iter().chain(upstream) {
+            if !guest.iter().any(|g| g == p.as_str()) {
+                return Err(ServeError::config(
+                    format!("routes[{i}]"),
+                    format!(
+                        "route {:?} needs protocol {p}, which the guest does not speak (it speaks {}): \
+                         load a newer guest or pin the route's endpoint",
+                        r.id,
+                        guest.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where a proxy's records go and how cases are redacted.

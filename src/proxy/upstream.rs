@@ -43,6 +43,7 @@ fn path(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::OpenAiChat => "/chat/completions",
         Protocol::AnthropicMessages => "/messages",
+        Protocol::OpenAiResponses => "/responses",
     }
 }
 
@@ -71,7 +72,9 @@ impl Upstream {
                         )
                     })?;
                     let (name, value) = match p.protocol {
-                        Protocol::OpenAiChat => (header::AUTHORIZATION, format!("Bearer {key}")),
+                        Protocol::OpenAiChat | Protocol::OpenAiResponses => {
+                            (header::AUTHORIZATION, format!("Bearer {key}"))
+                        }
                         Protocol::AnthropicMessages => (HeaderName::from_static("x-api-key"), key),
                     };
                     let mut value = HeaderValue::from_str(&value).map_err(|_| {

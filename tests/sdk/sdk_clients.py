@@ -1,4 +1,4 @@
-"""The official OpenAI and Anthropic Python SDKs as clients of shadowgate.
+"""The official OpenAI (Chat and Responses) and Anthropic Python SDKs as clients of shadowgate.
 
 Run by tests/sdk.rs with the proxy's base URL. Exits non-zero on the first
 failure; prints 'N passed, 0 failed' otherwise.
@@ -62,7 +62,49 @@ try:
 except openai.RateLimitError as e:
     check("openai rate limit is a RateLimitError", e.status_code == 429, e)
 
-for model in ["claude-sonnet-4-5", "claude-via-openai"]:
+# Responses clients: same protocol (gpt-5), to Anthropic, and to Chat Completions (gpt-4o).
+fn_tool = {"type": "function", "name": "get_weather", "parameters": weather}
+for model in ["gpt-5", "responses-via-anthropic", "gpt-4o"]:
+    r = oa.responses.create(model=model, input="What is shadow traffic?", instructions="Be brief.")
+    check(f"responses {model} output_text", r.output_text == ANSWER and r.status == "completed", r)
+    check(f"responses {model} usage", r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens and r.usage.output_tokens > 0, r.usage)
+
+    events = list(oa.responses.create(model=model, input="What is shadow traffic?", stream=True))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    terminal = [e for e in events if e.type in ("response.completed", "response.incomplete", "response.failed")]
+    seqs = [e.sequence_number for e in events]
+    check(f"responses {model} stream text", text == ANSWER, text)
+    check(f"responses {model} one terminal event with usage", len(terminal) == 1 and events[-1].type == "response.completed"
+          and events[-1].response.usage.output_tokens > 0, events[-1])
+    check(f"responses {model} sequence numbers", seqs == list(range(len(events))), seqs)
+
+    r = oa.responses.create(model=model, input="Weather in Paris and Tokyo?", tools=[fn_tool], extra_headers={"x-mock-script": "tools"})
+    calls = [o for o in r.output if o.type == "function_call"]
+    check(f"responses {model} function calls", [json.loads(c.arguments)["city"] for c in calls] == ["Paris", "Tokyo"] and all(c.call_id for c in calls), r)
+
+    # The client's next turn sends the calls and their outputs back.
+    follow = [{"role": "user", "content": "Weather in Paris and Tokyo?"}]
+    follow += [{"type": "function_call", "call_id": c.call_id, "name": c.name, "arguments": c.arguments} for c in calls]
+    follow += [{"type": "function_call_output", "call_id": c.call_id, "output": "sunny"} for c in calls]
+    r = oa.responses.create(model=model, input=follow, tools=[fn_tool])
+    check(f"responses {model} tool results turn", r.output_text == ANSWER, r)
+
+    with oa.responses.stream(model=model, input="Weather?", tools=[fn_tool], extra_headers={"x-mock-script": "tools"}) as s:
+        final = s.get_final_response()
+    calls = [o for o in final.output if o.type == "function_call"]
+    check(f"responses {model} streamed function calls", [json.loads(c.arguments)["city"] for c in calls] == ["Paris", "Tokyo"], final)
+
+try:
+    oa.responses.create(model="responses-via-anthropic", input="hi", previous_response_id="resp_123")
+    check("responses stateful field across protocols raises", False)
+except openai.BadRequestError as e:
+    check("responses previous_response_id across protocols is a 400 naming it", e.status_code == 400 and "previous_response_id" in str(e), e)
+
+# Chat and Messages clients in front of a Responses upstream.
+r = oa.chat.completions.create(model="claude-via-responses", messages=[{"role": "user", "content": "What is shadow traffic?"}])
+check("openai chat via responses text", r.choices[0].message.content == ANSWER, r)
+
+for model in ["claude-sonnet-4-5", "claude-via-openai", "claude-via-responses"]:
     m = an.messages.create(model=model, max_tokens=256, messages=[{"role": "user", "content": "What is shadow traffic?"}])
     check(f"anthropic {model} text", m.content[0].text == ANSWER and m.stop_reason == "end_turn", m)
 

@@ -4,7 +4,9 @@ use super::{CompatProfile, effort_to_budget};
 
 /// Smallest thinking budget the Anthropic API accepts.
 pub const MIN_THINKING_BUDGET: u64 = 1024;
-use crate::canonical::{ImageSource, Message, Part, Reasoning, Request, Response, Role, StopReason, Usage};
+use crate::canonical::{
+    ImageSource, Message, OutputFormat, Part, Reasoning, Request, Response, Role, StopReason, Usage,
+};
 use crate::context::Context;
 use crate::error::{CoreError, Result};
 use crate::json::{self, join};
@@ -145,6 +147,7 @@ pub fn decode_request(body: &Value) -> Result<Request> {
         stream: json::opt_bool(obj, "stream", "")?.unwrap_or(false),
         include_usage: None,
         reasoning,
+        output_format: decode_output_format(obj)?,
         extra,
     })
 }
@@ -279,6 +282,7 @@ pub fn encode_request(req: &Request, profile: &CompatProfile) -> Result<Value> {
         let p = format!("/messages/{i}");
         if !same {
             check_arguments(m, &p)?;
+            check_no_raw(m, &p)?;
         }
         let blocks: Vec<Value> = m.content.iter().filter_map(|p| encode_block(p, same)).collect();
         match m.role {
@@ -374,6 +378,10 @@ pub fn encode_request(req: &Request, profile: &CompatProfile) -> Result<Value> {
     if req.stream {
         out.insert("stream".into(), json!(true));
     }
+    // Anthropic takes a schema only; a bare JSON-object request has no form here.
+    if let (false, Some(OutputFormat::JsonSchema { schema, .. })) = (same, &req.output_format) {
+        out.insert("output_config".into(), json!({"format": {"type": "json_schema", "schema": schema}}));
+    }
     if same {
         for (k, v) in &req.extra {
             if k != "metadata" {
@@ -382,6 +390,38 @@ pub fn encode_request(req: &Request, profile: &CompatProfile) -> Result<Value> {
         }
     }
     Ok(Value::Object(out))
+}
+
+/// Structured output: `output_config.format`, or the beta's `output_format`.
+fn decode_output_format(obj: &Map<String, Value>) -> Result<Option<OutputFormat>> {
+    let (format, p) = match json::opt_object(obj, "output_config", "")? {
+        Some(c) if c.contains_key("format") => {
+            (json::opt_object(c, "format", "/output_config")?, "/output_config/format")
+        }
+        _ => (json::opt_object(obj, "output_format", "")?, "/output_format"),
+    };
+    let Some(f) = format else { return Ok(None) };
+    match json::req_str(f, "type", p)? {
+        "json_schema" => Ok(Some(OutputFormat::JsonSchema {
+            name: "output".into(),
+            schema: json::required(f, "schema", p)?.clone(),
+            strict: None,
+            description: None,
+        })),
+        other => Err(CoreError::unsupported(join(p, "type"), format!("output format type {other:?} is not supported"))),
+    }
+}
+
+/// Items of another protocol with no canonical meaning (Responses `item_reference`,
+/// built-in tool calls, files by id) cannot be sent to Anthropic.
+fn check_no_raw(m: &Message, p: &str) -> Result<()> {
+    match m.content.iter().find(|c| matches!(c, Part::Raw(_))) {
+        Some(part) => Err(CoreError::unsupported(
+            p,
+            format!("{} has no anthropic-messages counterpart", super::openai::part_name(part)),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Tool-call arguments from an OpenAI client must be JSON objects for Anthropic.

@@ -102,9 +102,10 @@ pub fn convert_error(input: &ErrorInput, from: Protocol, to: Protocol) -> ErrorO
             };
             json!({"type": "error", "error": {"type": t, "message": message}})
         }
-        Protocol::OpenAiChat => {
+        // Chat Completions and Responses share OpenAI's error shape.
+        Protocol::OpenAiChat | Protocol::OpenAiResponses => {
             let t = match (from, kind) {
-                (Protocol::OpenAiChat, Some(k)) => k,
+                (Protocol::OpenAiChat | Protocol::OpenAiResponses, Some(k)) => k,
                 _ => openai_type_for(input.status).to_string(),
             };
             json!({"error": {"message": message, "type": t, "param": param, "code": code}})

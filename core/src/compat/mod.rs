@@ -8,6 +8,7 @@
 mod anthropic;
 mod error;
 mod openai;
+mod responses;
 
 pub use anthropic::{
     TOOL_USE_FIELDS, decode_block as decode_anthropic_block, decode_usage as decode_anthropic_usage,
@@ -15,6 +16,11 @@ pub use anthropic::{
 };
 pub use error::{ErrorInput, ErrorOutput, convert_error};
 pub use openai::{decode_usage as decode_openai_usage, encode_usage as encode_openai_usage};
+pub use responses::{
+    ANTHROPIC_REDACTED, ANTHROPIC_SIGNATURE, decode_usage as decode_responses_usage,
+    encode_usage as encode_responses_usage, reasoning_item as responses_reasoning_item, status_of as responses_status,
+    stop_reason as responses_stop_reason,
+};
 
 use crate::canonical::{Request, Response};
 use crate::context::Context;
@@ -78,6 +84,15 @@ pub const PROFILES: &[CompatProfile] = &[
         max_temperature: 1.0,
         patch_tool_finish_reason: false,
     },
+    CompatProfile {
+        name: "openai-responses",
+        version: "openai-responses/1",
+        protocol: Protocol::OpenAiResponses,
+        max_tokens_field: "max_output_tokens",
+        default_max_tokens: DEFAULT_MAX_TOKENS,
+        max_temperature: 2.0,
+        patch_tool_finish_reason: false,
+    },
 ];
 
 /// Looks up a profile by name, or the default profile of `protocol` when `name` is `None`.
@@ -117,6 +132,7 @@ pub fn decode_request(from: Protocol, body: &Value) -> Result<Request> {
     match from {
         Protocol::OpenAiChat => openai::decode_request(body),
         Protocol::AnthropicMessages => anthropic::decode_request(body),
+        Protocol::OpenAiResponses => responses::decode_request(body),
     }
 }
 
@@ -136,7 +152,14 @@ pub fn convert_request(
         #[allow(clippy::empty_loop)]
         loop {}
     }
-    let mut req = decode_request(from, &json::parse(body)?)?;
+    let body = json::parse(body)?;
+    let mut req = decode_request(from, &body)?;
+    if from == Protocol::OpenAiResponses {
+        if to == from {
+            return Ok(responses::passthrough_request(body, model));
+        }
+        responses::check_portable(&req, to)?;
+    }
     // Several choices exist in OpenAI Chat only: refused, never silently dropped.
     if to != from && req.extra.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         return Err(CoreError::invalid(
@@ -150,6 +173,7 @@ pub fn convert_request(
     match to {
         Protocol::OpenAiChat => openai::encode_request(&req, profile),
         Protocol::AnthropicMessages => anthropic::encode_request(&req, profile),
+        Protocol::OpenAiResponses => responses::encode_request(&req, profile),
     }
 }
 
@@ -158,6 +182,7 @@ pub fn decode_response(from: Protocol, body: &Value, ctx: &Context) -> Result<Re
     match from {
         Protocol::OpenAiChat => openai::decode_response(body, ctx),
         Protocol::AnthropicMessages => anthropic::decode_response(body),
+        Protocol::OpenAiResponses => responses::decode_response(body),
     }
 }
 
@@ -222,5 +247,6 @@ pub fn encode_response(resp: &Response, to: Protocol, ctx: &Context) -> Value {
     match to {
         Protocol::OpenAiChat => openai::encode_response(resp, ctx),
         Protocol::AnthropicMessages => anthropic::encode_response(resp, ctx),
+        Protocol::OpenAiResponses => responses::encode_response(resp, ctx),
     }
 }

@@ -1,7 +1,9 @@
 //! OpenAI Chat Completions bodies ⇄ the canonical model.
 
 use super::{CompatProfile, reasoning_to_effort};
-use crate::canonical::{ImageSource, Message, Part, Reasoning, Request, Response, Role, StopReason, Usage};
+use crate::canonical::{
+    ImageSource, Message, OutputFormat, Part, Reasoning, Request, Response, Role, StopReason, Usage,
+};
 use crate::context::Context;
 use crate::error::{CoreError, Result};
 use crate::json::{self, join};
@@ -95,8 +97,51 @@ pub fn decode_request(body: &Value) -> Result<Request> {
         stream: json::opt_bool(obj, "stream", "")?.unwrap_or(false),
         include_usage,
         reasoning: json::opt_str(obj, "reasoning_effort", "")?.map(|e| Reasoning::Effort(e.to_string())),
+        output_format: decode_response_format(obj)?,
         extra: json::extras(obj, REQUEST_FIELDS),
     })
+}
+
+/// `response_format`: `text` (none), `json_object`, or `json_schema`.
+fn decode_response_format(obj: &Map<String, Value>) -> Result<Option<OutputFormat>> {
+    let Some(f) = json::opt_object(obj, "response_format", "")? else { return Ok(None) };
+    let p = "/response_format";
+    match json::req_str(f, "type", p)? {
+        "text" => Ok(None),
+        "json_object" => Ok(Some(OutputFormat::JsonObject)),
+        "json_schema" => {
+            let sp = "/response_format/json_schema";
+            let s = json::as_object(json::required(f, "json_schema", p)?, sp)?;
+            Ok(Some(OutputFormat::JsonSchema {
+                name: json::opt_str(s, "name", sp)?.unwrap_or("output").to_string(),
+                schema: json::field(s, "schema").cloned().unwrap_or_else(|| json!({})),
+                strict: json::opt_bool(s, "strict", sp)?,
+                description: json::opt_str(s, "description", sp)?.map(str::to_string),
+            }))
+        }
+        other => {
+            Err(CoreError::unsupported(join(p, "type"), format!("response_format type {other:?} is not supported")))
+        }
+    }
+}
+
+/// `response_format` for a canonical output format.
+fn encode_response_format(f: &OutputFormat) -> Value {
+    match f {
+        OutputFormat::JsonObject => json!({"type": "json_object"}),
+        OutputFormat::JsonSchema { name, schema, strict, description } => {
+            let mut s = Map::new();
+            s.insert("name".into(), json!(name));
+            if let Some(d) = description {
+                s.insert("description".into(), json!(d));
+            }
+            s.insert("schema".into(), schema.clone());
+            if let Some(st) = strict {
+                s.insert("strict".into(), json!(st));
+            }
+            json!({"type": "json_schema", "json_schema": s})
+        }
+    }
 }
 
 fn decode_message(m: &Value, p: &str) -> Result<Message> {
@@ -352,6 +397,9 @@ pub fn encode_request(req: &Request, profile: &CompatProfile) -> Result<Value> {
         if let Some(inc) = include {
             out.insert("stream_options".into(), json!({"include_usage": inc}));
         }
+    }
+    if let (false, Some(f)) = (same, &req.output_format) {
+        out.insert("response_format".into(), encode_response_format(f));
     }
     if same {
         for (k, v) in &req.extra {

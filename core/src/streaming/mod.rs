@@ -9,6 +9,7 @@
 mod anthropic;
 mod event;
 mod openai;
+mod responses;
 mod sse;
 
 pub use event::{BlockKind, Delta, StreamEvent};
@@ -50,12 +51,14 @@ pub struct StreamOptions {
 enum Decoder {
     OpenAi(openai::Decoder),
     Anthropic(anthropic::Decoder),
+    Responses(responses::Decoder),
 }
 
 #[derive(Debug)]
 enum Encoder {
     OpenAi(openai::Encoder),
     Anthropic(anthropic::Encoder),
+    Responses(responses::Encoder),
 }
 
 /// One stream's conversion state.
@@ -73,6 +76,9 @@ pub struct StreamSession {
     /// OpenAI to OpenAI: choices after the first (`n > 1`), each with its own decoder and encoder.
     choices: BTreeMap<u64, (openai::Decoder, openai::Encoder)>,
     same_openai: bool,
+    /// Responses to Responses: the upstream's events go to the client as they
+    /// came (ids and sequence numbers included); the decoder still watches them.
+    passthrough: bool,
 }
 
 impl StreamSession {
@@ -83,6 +89,7 @@ impl StreamSession {
         let encoder = match to {
             Protocol::OpenAiChat => Encoder::OpenAi(openai::Encoder::new(from, opts.include_usage, &ctx)),
             Protocol::AnthropicMessages => Encoder::Anthropic(anthropic::Encoder::new(from)),
+            Protocol::OpenAiResponses => Encoder::Responses(responses::Encoder::new(&ctx)),
         };
         Ok(StreamSession {
             ctx,
@@ -92,6 +99,7 @@ impl StreamSession {
             decoder: match from {
                 Protocol::OpenAiChat => Decoder::OpenAi(openai::Decoder::default()),
                 Protocol::AnthropicMessages => Decoder::Anthropic(anthropic::Decoder::default()),
+                Protocol::OpenAiResponses => Decoder::Responses(responses::Decoder::default()),
             },
             encoder,
             ended: false,
@@ -101,6 +109,7 @@ impl StreamSession {
             sse: Vec::new(),
             choices: BTreeMap::new(),
             same_openai: from == Protocol::OpenAiChat && to == Protocol::OpenAiChat,
+            passthrough: from == Protocol::OpenAiResponses && to == Protocol::OpenAiResponses,
         })
     }
 
@@ -175,10 +184,15 @@ impl StreamSession {
                     r
                 }
                 Decoder::Anthropic(d) => d.decode(&ev.data, &mut events),
+                Decoder::Responses(d) => d.decode(&ev.data, &mut events),
             };
+            if self.passthrough && decoded.is_ok() {
+                write_event(out, &ev);
+            }
             for e in events.drain(..) {
                 self.emit(e, out);
             }
+            self.terminate_passthrough(out);
             self.events = events;
             if let Err(e) = decoded {
                 self.fail(e, out);
@@ -206,6 +220,20 @@ impl StreamSession {
         }
     }
 
+    /// A passed-through Responses stream that failed with an `error` event
+    /// still gets its one terminal event, numbered after the upstream's.
+    fn terminate_passthrough(&mut self, out: &mut String) {
+        if let (true, true, Decoder::Responses(d), Encoder::Responses(e)) =
+            (self.passthrough, self.ended, &self.decoder, &mut self.encoder)
+            && d.error_pending()
+        {
+            let (seq, id, model) = d.position();
+            e.follow(seq, id, model);
+            let message = self.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
+            e.failed("", message, out);
+        }
+    }
+
     fn emit(&mut self, mut ev: StreamEvent, out: &mut String) {
         if self.ended {
             return;
@@ -226,9 +254,13 @@ impl StreamSession {
             }
             _ => {}
         }
+        if self.passthrough {
+            return;
+        }
         match &mut self.encoder {
             Encoder::OpenAi(e) => e.encode(&ev, &self.ctx, out),
             Encoder::Anthropic(e) => e.encode(&ev, &self.ctx, out),
+            Encoder::Responses(e) => e.encode(&ev, &self.ctx, out),
         }
     }
 
@@ -240,6 +272,14 @@ impl StreamSession {
         match &mut self.encoder {
             Encoder::OpenAi(e) => e.encode(&ev, &self.ctx, out),
             Encoder::Anthropic(e) => e.encode(&ev, &self.ctx, out),
+            Encoder::Responses(e) => {
+                // A passed-through stream's error continues the upstream's numbering.
+                if let (true, Decoder::Responses(d)) = (self.passthrough, &self.decoder) {
+                    let (seq, id, model) = d.position();
+                    e.follow(seq, id, model);
+                }
+                e.encode(&ev, &self.ctx, out)
+            }
         }
         self.ended = true;
         self.error = Some(if err.kind == ErrorKind::InvalidJson || err.kind == ErrorKind::InvalidInput {
@@ -248,6 +288,21 @@ impl StreamSession {
             err
         });
     }
+}
+
+/// Appends an upstream SSE event as it came (the `event:` field, then its data lines).
+fn write_event(out: &mut String, ev: &SseEvent) {
+    if let Some(name) = &ev.event {
+        out.push_str("event: ");
+        out.push_str(name);
+        out.push('\n');
+    }
+    for line in ev.data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
 }
 
 /// Appends `v` as compact JSON (what `serde_json::to_string` gives; a value

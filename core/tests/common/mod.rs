@@ -83,6 +83,7 @@ pub fn corpus_streams() -> Vec<(PathBuf, Protocol, Vec<u8>)> {
         ("anthropic", Protocol::AnthropicMessages),
         ("openai", Protocol::OpenAiChat),
         ("openai-compatible", Protocol::OpenAiChat),
+        ("openai-responses", Protocol::OpenAiResponses),
     ] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir)).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
@@ -107,9 +108,13 @@ pub fn frame_chunks(text: &str, protocol: Protocol) -> String {
     let mut out = String::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         match protocol {
-            Protocol::AnthropicMessages => {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                out.push_str(&format!("event: {}\ndata: {line}\n\n", v["type"].as_str().unwrap_or("unknown")));
+            Protocol::AnthropicMessages | Protocol::OpenAiResponses => {
+                // A recorded line may be broken JSON: its type is read from the text then.
+                let ty = match serde_json::from_str::<serde_json::Value>(line) {
+                    Ok(v) => v["type"].as_str().unwrap_or("unknown").to_string(),
+                    Err(_) => line.split('"').nth(3).unwrap_or("unknown").to_string(),
+                };
+                out.push_str(&format!("event: {ty}\ndata: {line}\n\n"));
             }
             Protocol::OpenAiChat => out.push_str(&format!("data: {line}\n\n")),
         }
