@@ -95,6 +95,22 @@ fn bench_ops(c: &mut Criterion) {
                 &fixture("response/anthropic-messages/thinking_tool_cache.json"),
             ),
         ),
+        (
+            "gemini-request",
+            "compat.request",
+            frame(
+                &json!({"from": "gemini", "to": "anthropic-messages", "model": "claude-sonnet-4-5"}),
+                &fixture("request/gemini/function_calling_history.json"),
+            ),
+        ),
+        (
+            "gemini-response",
+            "compat.response",
+            frame(
+                &json!({"ctx": ctx(), "from": "anthropic-messages", "to": "gemini"}),
+                &fixture("response/anthropic-messages/thinking_tool_cache.json"),
+            ),
+        ),
         ("tiny", "tokenizer.count", frame(&json!({}), b"ok")),
     ];
     for (name, op, input) in &cases {
@@ -135,6 +151,22 @@ fn bench_ops(c: &mut Criterion) {
         g.bench_function(BenchmarkId::from_parameter(rt_name), |b| {
             b.iter(|| {
                 let mut s = rt.open_stream(to_responses.as_bytes()).unwrap();
+                for chunk in &chunks {
+                    black_box(s.feed(chunk).unwrap());
+                }
+                s.close().unwrap()
+            })
+        });
+    }
+    g.finish();
+
+    let to_gemini = json!({"ctx": ctx(), "from": "anthropic-messages", "to": "gemini"}).to_string();
+    let mut g = c.benchmark_group("stream-200-to-gemini");
+    g.throughput(Throughput::Elements(200));
+    for (rt_name, rt) in &rts {
+        g.bench_function(BenchmarkId::from_parameter(rt_name), |b| {
+            b.iter(|| {
+                let mut s = rt.open_stream(to_gemini.as_bytes()).unwrap();
                 for chunk in &chunks {
                     black_box(s.feed(chunk).unwrap());
                 }

@@ -1,5 +1,5 @@
-//! `mock-upstream`: a fake provider speaking OpenAI Chat, OpenAI Responses
-//! and Anthropic Messages, for tests, benchmarks and the demo. Written against the protocols directly,
+//! `mock-upstream`: a fake provider speaking OpenAI Chat, OpenAI Responses,
+//! Anthropic Messages and Gemini, for tests, benchmarks and the demo. Written against the protocols directly,
 //! not through the core, so it cannot hide the core's mistakes.
 //!
 //! Scripts, chosen by the request header `x-mock-script` (default `text`):
@@ -22,7 +22,7 @@
 use crate::case::Case;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -38,6 +38,7 @@ enum Wire {
     OpenAi,
     Anthropic,
     Responses,
+    Gemini,
 }
 
 /// One scripted answer, protocol-neutral.
@@ -135,6 +136,7 @@ fn non_streaming(wire: Wire, s: &Script, req: &Value, id: &str) -> Value {
                    "usage": {"input_tokens": input_tokens(req), "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": s.output_tokens}})
         }
         Wire::Responses => responses_body(s, req, id, "completed", responses_output(s, id), true),
+        Wire::Gemini => gemini_body(s, req, id, gemini_parts(s, id), true),
         Wire::OpenAi => {
             let mut msg =
                 json!({"role": "assistant", "content": s.text.filter(|_| s.stop != "refusal"), "refusal": null});
@@ -158,6 +160,66 @@ fn non_streaming(wire: Wire, s: &Script, req: &Value, id: &str) -> Value {
                    "usage": {"prompt_tokens": prompt, "completion_tokens": s.output_tokens, "total_tokens": prompt + s.output_tokens}})
         }
     }
+}
+
+/// The Gemini parts of a script (a signature on the first call, as Gemini 3 sends it).
+fn gemini_parts(s: &Script, id: &str) -> Vec<Value> {
+    let mut parts = Vec::new();
+    if let Some(t) = s.thinking {
+        parts.push(json!({"text": t, "thought": true}));
+    }
+    if let Some(t) = s.text.filter(|_| s.stop != "refusal") {
+        parts.push(json!({"text": t}));
+    }
+    for (i, (name, args)) in s.tools.iter().enumerate() {
+        let args: Value = serde_json::from_str(args).unwrap_or(json!({}));
+        let mut p = json!({"functionCall": {"name": name, "args": args}});
+        if i == 0 {
+            p["thoughtSignature"] = json!(format!("c2lnLW{id}"));
+        }
+        parts.push(p);
+    }
+    parts
+}
+
+fn gemini_finish(stop: &str) -> &'static str {
+    match stop {
+        "max_tokens" => "MAX_TOKENS",
+        "refusal" => "SAFETY",
+        _ => "STOP",
+    }
+}
+
+fn gemini_body(s: &Script, req: &Value, id: &str, parts: Vec<Value>, finish: bool) -> Value {
+    let mut cand = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+    let mut v = json!({"candidates": [cand.clone()], "modelVersion": "mock-gemini", "responseId": format!("mock{id}")});
+    if finish {
+        cand["finishReason"] = json!(gemini_finish(s.stop));
+        let prompt = input_tokens(req);
+        v["candidates"] = json!([cand]);
+        v["usageMetadata"] = json!({"promptTokenCount": prompt, "candidatesTokenCount": s.output_tokens,
+                                    "totalTokenCount": prompt + s.output_tokens});
+    }
+    v
+}
+
+/// A Gemini stream: text in pieces, calls whole, the finish with usage; Gemini's framing.
+fn gemini_events(s: &Script, req: &Value, id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let frame = |v: Value| format!("data: {v}\r\n\r\n");
+    if let Some(t) = s.thinking {
+        for w in words(t) {
+            out.push(frame(gemini_body(s, req, id, vec![json!({"text": w, "thought": true})], false)));
+        }
+    }
+    if let Some(t) = s.text.filter(|_| s.stop != "refusal") {
+        for w in words(t) {
+            out.push(frame(gemini_body(s, req, id, vec![json!({"text": w})], false)));
+        }
+    }
+    let calls: Vec<Value> = gemini_parts(s, id).into_iter().filter(|p| p.get("functionCall").is_some()).collect();
+    out.push(frame(gemini_body(s, req, id, calls, true)));
+    out
 }
 
 /// The Responses output items of a script.
@@ -365,10 +427,25 @@ fn error(wire: Wire, status: StatusCode, kind: &str, message: &str) -> Response 
         Wire::OpenAi | Wire::Responses => {
             json!({"error": {"message": message, "type": kind, "param": null, "code": kind}})
         }
+        Wire::Gemini => {
+            let status_name = match status.as_u16() {
+                400 => "INVALID_ARGUMENT",
+                404 => "NOT_FOUND",
+                429 => "RESOURCE_EXHAUSTED",
+                _ => "INTERNAL",
+            };
+            let mut e = json!({"error": {"code": status.as_u16(), "message": message, "status": status_name}});
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                e["error"]["details"] =
+                    json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2s"}]);
+            }
+            e
+        }
         Wire::Anthropic => json!({"type": "error", "error": {"type": kind, "message": message}}),
     };
     let mut r = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-    if status == StatusCode::TOO_MANY_REQUESTS {
+    // Gemini says when to retry in the body (RetryInfo), not in a header.
+    if status == StatusCode::TOO_MANY_REQUESTS && wire != Wire::Gemini {
         r.headers_mut().insert("retry-after", "2".parse().expect("static header"));
     }
     r
@@ -408,7 +485,8 @@ impl Mock {
     }
 }
 
-async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes) -> Response {
+/// Answers one request; `path_stream` is what a Gemini URL says of streaming.
+async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes, path_stream: Option<bool>) -> Response {
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return error(wire, StatusCode::BAD_REQUEST, "invalid_request_error", "request body is not JSON");
     };
@@ -464,7 +542,7 @@ async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes) ->
         );
     };
     let id = rid(&body, 0);
-    if req["stream"].as_bool() != Some(true) {
+    if !path_stream.unwrap_or(req["stream"].as_bool() == Some(true)) {
         return (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -476,6 +554,7 @@ async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes) ->
         Wire::Anthropic => anthropic_events(&s, &req, &id),
         Wire::OpenAi => openai_events(&s, &req, &id),
         Wire::Responses => responses_events(&s, &req, &id),
+        Wire::Gemini => gemini_events(&s, &req, &id),
     };
     let (delay, brk) = match name.as_str() {
         "slow" => (Duration::from_millis(40), None),
@@ -491,15 +570,35 @@ pub fn app(mock: Arc<Mock>) -> Router {
     Router::new()
         .route(
             "/v1/chat/completions",
-            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::OpenAi, m, h, b)),
+            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::OpenAi, m, h, b, None)),
         )
         .route(
             "/v1/messages",
-            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::Anthropic, m, h, b)),
+            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::Anthropic, m, h, b, None)),
         )
         .route(
             "/v1/responses",
-            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::Responses, m, h, b)),
+            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::Responses, m, h, b, None)),
+        )
+        .route(
+            "/v1beta/models/{target}",
+            post(|State(m): State<Arc<Mock>>, Path(target): Path<String>, h: HeaderMap, b: Bytes| async move {
+                match target.rsplit_once(':').map(|(_, method)| method) {
+                    Some("generateContent") => answer(Wire::Gemini, m, h, b, Some(false)).await,
+                    Some("streamGenerateContent") => answer(Wire::Gemini, m, h, b, Some(true)).await,
+                    _ => error(Wire::Gemini, StatusCode::NOT_FOUND, "not_found", &format!("no method in {target:?}")),
+                }
+            }),
+        )
+        .route(
+            "/v1/models/{target}",
+            post(|State(m): State<Arc<Mock>>, Path(target): Path<String>, h: HeaderMap, b: Bytes| async move {
+                match target.rsplit_once(':').map(|(_, method)| method) {
+                    Some("generateContent") => answer(Wire::Gemini, m, h, b, Some(false)).await,
+                    Some("streamGenerateContent") => answer(Wire::Gemini, m, h, b, Some(true)).await,
+                    _ => error(Wire::Gemini, StatusCode::NOT_FOUND, "not_found", &format!("no method in {target:?}")),
+                }
+            }),
         )
         .with_state(mock)
 }

@@ -159,8 +159,13 @@ pub fn request_call(
     body: &[u8],
     profile: Option<&str>,
     model: Option<&str>,
+    stream: bool,
 ) -> ModuleCall {
-    let h = json!({"from": client.as_str(), "to": upstream.as_str(), "profile": profile, "model": model});
+    let mut h = json!({"from": client.as_str(), "to": upstream.as_str(), "profile": profile, "model": model});
+    // A Gemini body does not say whether it streams; its URL did.
+    if client == Protocol::Gemini {
+        h["stream"] = json!(stream);
+    }
     json_call(Call::CompatRequest, h, body, "request", upstream)
 }
 
@@ -312,7 +317,14 @@ pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
             case.tenant.as_deref(),
             &serde_json::value::to_raw_value(&routes).unwrap_or_default(),
         ),
-        request_call(client, upstream, &request, case.profile.as_deref(), case.upstream_model.as_deref()),
+        request_call(
+            client,
+            upstream,
+            &request,
+            case.profile.as_deref(),
+            case.upstream_model.as_deref(),
+            case.upstream_stream.is_some(),
+        ),
         tools_call(None, client, client, "request", &request),
     ];
     let mut answer = None;

@@ -43,6 +43,10 @@ fn rechunk(protocol: Protocol, sse: &str, at: usize) -> String {
                 };
                 (field, "event: content_block_delta\n")
             }
+            Protocol::Gemini => {
+                let text = v.pointer("/candidates/0/content/parts/0/text").is_some();
+                (if text { "/candidates/0/content/parts/0/text" } else { "" }, "")
+            }
             Protocol::OpenAiResponses => {
                 let delta = v["type"].as_str().is_some_and(|t| t.ends_with(".delta"));
                 (if delta { "/delta" } else { "" }, "")

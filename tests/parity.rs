@@ -88,6 +88,7 @@ fn every_recorded_response_converts_identically() {
         ("anthropic", Protocol::AnthropicMessages),
         ("openai", Protocol::OpenAiChat),
         ("openai-responses", Protocol::OpenAiResponses),
+        ("google", Protocol::Gemini),
     ] {
         for file in files(&corpus.join(dir), ".json") {
             let body = std::fs::read(&file).unwrap();
@@ -115,6 +116,7 @@ fn stream_inputs() -> Vec<(Protocol, Vec<u8>, String)> {
         ("openai", Protocol::OpenAiChat),
         ("openai-compatible", Protocol::OpenAiChat),
         ("openai-responses", Protocol::OpenAiResponses),
+        ("google", Protocol::Gemini),
     ] {
         for f in files(&corpus.join(dir), ".chunks.txt") {
             let text = std::fs::read_to_string(&f).unwrap();
@@ -125,6 +127,7 @@ fn stream_inputs() -> Vec<(Protocol, Vec<u8>, String)> {
                         sse.push_str(&format!("event: x\ndata: {line}\n\n"))
                     }
                     Protocol::OpenAiChat => sse.push_str(&format!("data: {line}\n\n")),
+                    Protocol::Gemini => sse.push_str(&format!("data: {line}\r\n\r\n")),
                 }
             }
             if from == Protocol::OpenAiChat {

@@ -61,6 +61,9 @@ struct Header {
     model: Option<String>,
     #[serde(default)]
     kind: Option<String>,
+    /// Whether the exchange streams, when the body cannot say (Gemini: the URL does).
+    #[serde(default)]
+    stream: Option<bool>,
 }
 
 impl Header {
@@ -119,7 +122,7 @@ pub fn run(op: &str, input: &[u8]) -> Result<Value> {
         "compat.request" => {
             let (from, to) = (h.protocol("from")?, h.protocol("to")?);
             let profile = compat::profile(h.profile.as_deref(), to)?;
-            compat::convert_request(from, to, payload, profile, h.model.as_deref())
+            compat::convert_request(from, to, payload, profile, h.model.as_deref(), h.stream)
         }
         "compat.response" => {
             let (from, to) = (h.protocol("from")?, h.protocol("to")?);

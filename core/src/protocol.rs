@@ -17,11 +17,15 @@ pub enum Protocol {
     /// OpenAI Responses (`POST /v1/responses`).
     #[serde(rename = "openai-responses")]
     OpenAiResponses,
+    /// Gemini (`POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`).
+    #[serde(rename = "gemini")]
+    Gemini,
 }
 
 impl Protocol {
     /// All protocols, in a stable order.
-    pub const ALL: [Protocol; 3] = [Protocol::OpenAiChat, Protocol::AnthropicMessages, Protocol::OpenAiResponses];
+    pub const ALL: [Protocol; 4] =
+        [Protocol::OpenAiChat, Protocol::AnthropicMessages, Protocol::OpenAiResponses, Protocol::Gemini];
 
     /// The name used everywhere (CLI, config, records).
     pub const fn as_str(self) -> &'static str {
@@ -29,6 +33,7 @@ impl Protocol {
             Protocol::OpenAiChat => "openai-chat",
             Protocol::AnthropicMessages => "anthropic-messages",
             Protocol::OpenAiResponses => "openai-responses",
+            Protocol::Gemini => "gemini",
         }
     }
 
@@ -38,6 +43,7 @@ impl Protocol {
             Protocol::OpenAiChat => "/v1/chat/completions",
             Protocol::AnthropicMessages => "/v1/messages",
             Protocol::OpenAiResponses => "/v1/responses",
+            Protocol::Gemini => "/v1beta/models/{model}:generateContent",
         }
     }
 

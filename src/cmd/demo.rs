@@ -89,7 +89,7 @@ pub fn config(mock: std::net::SocketAddr, data_dir: &Path) -> Result<Config, Cmd
 }
 
 /// The `i`-th request of the mixed workload: (path, headers, body).
-pub fn workload(i: usize) -> (&'static str, Vec<(&'static str, &'static str)>, Value) {
+pub fn workload(i: usize) -> (String, Vec<(&'static str, &'static str)>, Value) {
     const SCRIPTS: [&str; 10] =
         ["text", "tools", "text", "thinking", "text", "max_tokens", "tools", "refusal", "rate_limit", "server_error"];
     let script = SCRIPTS[i % SCRIPTS.len()];
@@ -99,12 +99,31 @@ pub fn workload(i: usize) -> (&'static str, Vec<(&'static str, &'static str)>, V
     let question =
         ["What is shadow traffic?", "Plan a canary rollout in three steps.", "What's the weather in Paris?"][i % 3];
     let headers = vec![("x-mock-script", script)];
+    if i % 5 == 4 {
+        // Gemini clients: same protocol, to Chat, to Anthropic; and a Gemini upstream for a Chat client.
+        let model = ["gemini-2.5-flash", "gemini-via-openai", "gemini-via-anthropic", "claude-via-gemini"][(i / 5) % 4];
+        if model == "claude-via-gemini" {
+            let body = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": question}]});
+            return ("/v1/chat/completions".into(), headers, body);
+        }
+        let mut body = json!({"systemInstruction": {"parts": [{"text": "Be brief."}]},
+            "contents": [{"role": "user", "parts": [{"text": question}]}]});
+        if script == "tools" {
+            body["tools"] = json!([{"functionDeclarations": [{"name": "get_weather", "description": "Weather for a city",
+                "parameters": {"type": "OBJECT", "properties": {"city": {"type": "STRING"}}, "required": ["city"]}}]}]);
+        }
+        if script == "thinking" {
+            body["generationConfig"] = json!({"thinkingConfig": {"thinkingBudget": 1024, "includeThoughts": true}});
+        }
+        let method = if stream { "streamGenerateContent?alt=sse" } else { "generateContent" };
+        return (format!("/v1beta/models/{model}:{method}"), headers, body);
+    }
     if i % 3 == 2 {
         // Responses clients: same protocol, to Anthropic; and a Responses upstream for a Chat client.
         let model = ["gpt-5", "responses-via-anthropic", "claude-via-responses"][(i / 3) % 3];
         if model == "claude-via-responses" {
             let body = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": question}]});
-            return ("/v1/chat/completions", headers, body);
+            return ("/v1/chat/completions".into(), headers, body);
         }
         let mut body = json!({"model": model, "stream": stream, "instructions": "Be brief.", "input": question});
         if script == "tools" {
@@ -114,7 +133,7 @@ pub fn workload(i: usize) -> (&'static str, Vec<(&'static str, &'static str)>, V
         if script == "thinking" {
             body["reasoning"] = json!({"effort": "low", "summary": "auto"});
         }
-        return ("/v1/responses", headers, body);
+        return ("/v1/responses".into(), headers, body);
     }
     if i.is_multiple_of(2) {
         let model = if i.is_multiple_of(4) { "gpt-4.1" } else { "gpt-via-anthropic" };
@@ -126,7 +145,7 @@ pub fn workload(i: usize) -> (&'static str, Vec<(&'static str, &'static str)>, V
         if script == "tools" {
             body["tools"] = tools;
         }
-        ("/v1/chat/completions", headers, body)
+        ("/v1/chat/completions".into(), headers, body)
     } else {
         let model = if i % 4 == 1 { "claude-sonnet-4-5" } else { "claude-via-openai" };
         let mut body = json!({"model": model, "max_tokens": 512, "stream": stream, "system": "Be brief.",
@@ -138,7 +157,7 @@ pub fn workload(i: usize) -> (&'static str, Vec<(&'static str, &'static str)>, V
         if script == "thinking" {
             body["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
         }
-        ("/v1/messages", headers, body)
+        ("/v1/messages".into(), headers, body)
     }
 }
 

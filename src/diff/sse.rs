@@ -64,6 +64,7 @@ pub fn canonical_events(protocol: Protocol, text: &[u8], merge: bool) -> Result<
             Protocol::AnthropicMessages => fast_anthropic(&ev.data),
             Protocol::OpenAiChat => fast_openai(&ev.data),
             Protocol::OpenAiResponses => fast_responses(&ev.data),
+            Protocol::Gemini => None,
         };
         if let Some(atoms) = fast {
             items.extend(atoms.into_iter().map(Item::Atom));
@@ -76,6 +77,7 @@ pub fn canonical_events(protocol: Protocol, text: &[u8], merge: bool) -> Result<
             Protocol::OpenAiResponses => {
                 items.push(Item::Event(v["type"].as_str().unwrap_or("unknown").to_string(), v))
             }
+            Protocol::Gemini => gemini_items(v, &mut items),
         }
     }
     let mut stream = CanonStream::default();
@@ -261,6 +263,36 @@ fn fast_responses(data: &str) -> Option<Vec<Atom>> {
     let part = e.content_index.max(e.summary_index).min(u64::from(u16::MAX));
     let key = e.output_index.min(u64::from(u32::MAX)) << 16 | part;
     Some(vec![Atom { kind: e.kind.into_owned(), key, text: delta.into_owned() }])
+}
+
+/// A Gemini chunk: text and thought pieces merge; calls, signatures and the
+/// finish (with the final usage and envelope) are events. Usage repeats in
+/// every chunk, cumulatively: only the finishing chunk's counts.
+fn gemini_items(v: Value, items: &mut Vec<Item>) {
+    if v.get("error").is_some() {
+        items.push(Item::Event("error".into(), v));
+        return;
+    }
+    let cand = &v["candidates"][0];
+    for part in cand["content"]["parts"].as_array().into_iter().flatten() {
+        if let Some(t) = part["text"].as_str().filter(|t| !t.is_empty()) {
+            let kind = if part["thought"] == true { "thought" } else { "text" };
+            items.push(Item::Atom(Atom { kind: kind.into(), key: 0, text: t.to_string() }));
+        }
+        if let Some(f) = part.get("functionCall") {
+            items.push(Item::Event("functionCall".into(), json!({"functionCall": f})));
+        }
+        if let Some(s) = part.get("thoughtSignature") {
+            items.push(Item::Event("thoughtSignature".into(), json!({"thoughtSignature": s})));
+        }
+    }
+    if let Some(f) = cand.get("finishReason") {
+        items.push(Item::Event(
+            "finish".into(),
+            json!({"finishReason": f, "usageMetadata": v["usageMetadata"], "modelVersion": v["modelVersion"],
+                   "responseId": v["responseId"]}),
+        ));
+    }
 }
 
 fn anthropic_items(v: Value, items: &mut Vec<Item>) {

@@ -173,14 +173,16 @@ impl Drop for InFlight {
 pub fn app(state: Arc<AppState>) -> Router {
     let client = |protocol: Protocol| {
         post(move |s: State<Arc<AppState>>, h: axum::http::HeaderMap, b: axum::body::Body| {
-            pipeline::serve(s.0, protocol, h, b)
+            pipeline::serve(s.0, protocol, None, h, b)
         })
     };
     let mut router = Router::new();
-    for p in Protocol::ALL {
+    for p in Protocol::ALL.into_iter().filter(|p| *p != Protocol::Gemini) {
         router = router.route(p.endpoint(), client(p));
     }
     router
+        .route("/v1beta/models/{target}", post(gemini))
+        .route("/v1/models/{target}", post(gemini))
         .route("/v1/models", get(models))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -189,6 +191,37 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/admin/modules", get(admin::modules))
         .route("/admin/modules/{module}", post(admin::set_module))
         .with_state(state)
+}
+
+/// `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent`
+/// (and the same under `/v1`, where the SDKs' stable API version points):
+/// the model and streaming come from the path; a `?key=` is the client's API
+/// key, treated like `x-goog-api-key` (it identifies the tenant, it is never
+/// logged or recorded).
+async fn gemini(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Path(target): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    mut headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let path = match target.rsplit_once(':') {
+        Some((model, "generateContent")) => pipeline::PathTarget { model: model.to_string(), stream: false },
+        Some((model, "streamGenerateContent")) => pipeline::PathTarget { model: model.to_string(), stream: true },
+        _ => {
+            let msg =
+                format!("unknown method in {target:?}: expected {{model}}:generateContent or :streamGenerateContent");
+            return crate::proxy::error::ApiError::new(Protocol::Gemini, axum::http::StatusCode::NOT_FOUND, msg)
+                .into_response();
+        }
+    };
+    let key = query.as_deref().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")));
+    if let (Some(k), false) = (key, headers.contains_key("x-goog-api-key"))
+        && let Ok(v) = axum::http::HeaderValue::from_str(k)
+    {
+        headers.insert("x-goog-api-key", v);
+    }
+    pipeline::serve(st, Protocol::Gemini, Some(path), headers, body).await
 }
 
 async fn models(State(st): State<Arc<AppState>>) -> Response {

@@ -29,8 +29,24 @@ impl ApiError {
             (Protocol::AnthropicMessages, 413) => "request_too_large",
             (_, 400 | 404 | 413) => "invalid_request_error",
             (_, 403) => "permission_error",
-            (Protocol::OpenAiChat | Protocol::OpenAiResponses, _) => "server_error",
+            (Protocol::OpenAiChat | Protocol::OpenAiResponses | Protocol::Gemini, _) => "server_error",
             (Protocol::AnthropicMessages, _) => "api_error",
+        }
+    }
+}
+
+impl ApiError {
+    /// Gemini's gRPC status name for the status.
+    fn grpc_status(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 | 413 => "INVALID_ARGUMENT",
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            429 => "RESOURCE_EXHAUSTED",
+            503 => "UNAVAILABLE",
+            504 => "DEADLINE_EXCEEDED",
+            _ => "INTERNAL",
         }
     }
 }
@@ -43,6 +59,9 @@ impl IntoResponse for ApiError {
                 json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
             }
             Protocol::AnthropicMessages => json!({"type": "error", "error": {"type": kind, "message": message}}),
+            Protocol::Gemini => {
+                json!({"error": {"code": self.status.as_u16(), "message": message, "status": self.grpc_status()}})
+            }
         };
         (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
     }

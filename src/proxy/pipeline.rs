@@ -24,13 +24,29 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Serves one request of a `client` protocol client; adds the request id and mode headers and counts it.
-pub async fn serve(st: Arc<AppState>, client: Protocol, headers: HeaderMap, body: Body) -> Response {
+/// What a Gemini URL says of a request: the model and whether to stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTarget {
+    /// The model segment (`models/{model}:…`).
+    pub model: String,
+    /// `:streamGenerateContent` rather than `:generateContent`.
+    pub stream: bool,
+}
+
+/// Serves one request of a `client` protocol client (`path`: what its URL
+/// says, for Gemini); adds the request id and mode headers and counts it.
+pub async fn serve(
+    st: Arc<AppState>,
+    client: Protocol,
+    path: Option<PathTarget>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let start = Instant::now();
     let (request_id, seq) = st.request_id();
     let mut label =
         RequestLabels { endpoint: client.as_str().into(), mode: "-".into(), runtime: "native".into(), status: 0 };
-    let mut resp = handle(&st, client, &headers, body, &request_id, seq, &mut label).await.into_response();
+    let mut resp = handle(&st, client, path, &headers, body, &request_id, seq, &mut label).await.into_response();
     label.status = resp.status().as_u16();
     st.metrics.requests.get_or_create(&label).inc();
     st.metrics
@@ -45,9 +61,11 @@ pub async fn serve(st: Arc<AppState>, client: Protocol, headers: HeaderMap, body
     resp
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     st: &Arc<AppState>,
     client: Protocol,
+    path: Option<PathTarget>,
     headers: &HeaderMap,
     body: Body,
     request_id: &str,
@@ -63,8 +81,10 @@ async fn handle(
         )
     })?;
     let head = RequestHead::parse(&bytes).map_err(|e| err(StatusCode::BAD_REQUEST, &e.to_string()))?;
-    let model = head.model.ok_or_else(|| err(StatusCode::BAD_REQUEST, "missing required field: model"))?;
-    let stream = head.stream;
+    let (model, stream) = match path {
+        Some(t) => (t.model, t.stream),
+        None => (head.model.ok_or_else(|| err(StatusCode::BAD_REQUEST, "missing required field: model"))?, head.stream),
+    };
     let tenant = tenant::identify(cfg, headers);
     let header_mode = match headers.get("x-shadowgate-mode").map(|v| v.to_str().unwrap_or("").parse::<Mode>()) {
         None => None,
@@ -124,12 +144,20 @@ async fn handle(
     dims.compat_profile = Dims::profile_version(provider.profile.as_deref(), upstream);
     let dims = Arc::new(dims);
 
-    let upstream_model = target.upstream_model;
+    // A Gemini body has no model: the core gets the URL's.
+    let upstream_model = target.upstream_model.or_else(|| (client == Protocol::Gemini).then(|| model.clone()));
     let converted = served
         .call(
             st,
             &dims,
-            plan::request_call(client, upstream, &bytes, provider.profile.as_deref(), upstream_model.as_deref()),
+            plan::request_call(
+                client,
+                upstream,
+                &bytes,
+                provider.profile.as_deref(),
+                upstream_model.as_deref(),
+                stream,
+            ),
             module_mode(st, &res, Module::Compat),
         )
         .await;
@@ -148,7 +176,7 @@ async fn handle(
     let up_start = Instant::now();
     let up = st
         .upstream
-        .send(provider, upstream, upstream_body, &pass, stream)
+        .send(provider, upstream, upstream_model.as_deref().unwrap_or(&model), upstream_body, &pass, stream)
         .await
         .map_err(|e| err(StatusCode::BAD_GATEWAY, &e.to_string()))?;
     st.metrics.upstream_seconds.observe(up_start.elapsed().as_secs_f64());

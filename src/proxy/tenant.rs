@@ -58,7 +58,9 @@ impl Tenant {
 /// The client's API key, as the client protocols send it.
 pub fn client_key(headers: &HeaderMap) -> Option<&str> {
     let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
-    header("x-api-key").or_else(|| header("authorization").and_then(|a| a.strip_prefix("Bearer ")))
+    header("x-api-key")
+        .or_else(|| header("x-goog-api-key"))
+        .or_else(|| header("authorization").and_then(|a| a.strip_prefix("Bearer ")))
 }
 
 /// Identifies the tenant of a request (see the module docs for the rules).

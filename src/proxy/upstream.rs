@@ -44,6 +44,8 @@ fn path(protocol: Protocol) -> &'static str {
         Protocol::OpenAiChat => "/chat/completions",
         Protocol::AnthropicMessages => "/messages",
         Protocol::OpenAiResponses => "/responses",
+        // The model and method follow (see `Upstream::send`).
+        Protocol::Gemini => "/models/",
     }
 }
 
@@ -75,6 +77,7 @@ impl Upstream {
                         Protocol::OpenAiChat | Protocol::OpenAiResponses => {
                             (header::AUTHORIZATION, format!("Bearer {key}"))
                         }
+                        Protocol::Gemini => (HeaderName::from_static("x-goog-api-key"), key),
                         Protocol::AnthropicMessages => (HeaderName::from_static("x-api-key"), key),
                     };
                     let mut value = HeaderValue::from_str(&value).map_err(|_| {
@@ -92,22 +95,34 @@ impl Upstream {
         Ok(Upstream { client, endpoints })
     }
 
-    /// Sends a converted request to `provider`.
+    /// Sends a converted request to `provider`; `model` names the upstream
+    /// model (a Gemini URL carries it: `…/models/{model}:generateContent`).
     pub async fn send(
         &self,
         provider: &ProviderConfig,
         protocol: Protocol,
+        model: &str,
         body: Bytes,
         pass: &HeaderMap,
         stream: bool,
     ) -> Result<reqwest::Response, UpstreamError> {
         let unreachable = |reason: String| UpstreamError::Unreachable { provider: provider.name.clone(), reason };
         let endpoint = self.endpoints.get(&provider.name).ok_or_else(|| unreachable("unknown provider".into()))?;
-        let mut req = self
-            .client
-            .post(endpoint.url.clone())
-            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body);
+        let url = if protocol == Protocol::Gemini {
+            let method = if stream { ":streamGenerateContent?alt=sse" } else { ":generateContent" };
+            // A model name is one path segment of plain characters; nothing else reaches the URL.
+            if model.is_empty() || !model.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                return Err(unreachable(format!("model {model:?} is not a Gemini model name")));
+            }
+            endpoint
+                .url
+                .join(&format!("./{model}{method}"))
+                .map_err(|e| unreachable(format!("model {model:?}: {e}")))?
+        } else {
+            endpoint.url.clone()
+        };
+        let mut req =
+            self.client.post(url).header(header::CONTENT_TYPE, HeaderValue::from_static("application/json")).body(body);
         if stream {
             req = req.header(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
         }

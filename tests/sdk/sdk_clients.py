@@ -8,6 +8,9 @@ import sys
 
 import anthropic
 import openai
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as gtypes
 
 BASE = sys.argv[1]
 ANSWER = "Shadow traffic lets you compare two runtimes on real requests without risk."
@@ -129,5 +132,56 @@ try:
     check("anthropic server error raises", False)
 except anthropic.InternalServerError as e:
     check("anthropic 500 is an InternalServerError", e.status_code == 500, e)
+
+# Gemini clients (google-genai): same protocol, to Chat, to Anthropic.
+gc = genai.Client(api_key="gemini-test-not-a-key", http_options=gtypes.HttpOptions(base_url=BASE))
+def gconfig(script=None, tools=None):
+    return gtypes.GenerateContentConfig(
+        tools=tools, http_options=gtypes.HttpOptions(headers={"x-mock-script": script}) if script else None,
+        automatic_function_calling=gtypes.AutomaticFunctionCallingConfig(disable=True) if tools else None)
+gtools = [gtypes.Tool(function_declarations=[gtypes.FunctionDeclaration(name="get_weather", parameters_json_schema=weather)])]
+for model in ["gemini-2.5-flash", "gemini-via-openai", "gemini-via-anthropic"]:
+    r = gc.models.generate_content(model=model, contents="What is shadow traffic?")
+    check(f"gemini {model} text", r.text == ANSWER and r.candidates[0].finish_reason == gtypes.FinishReason.STOP, r)
+    u = r.usage_metadata
+    check(f"gemini {model} usage", u.total_token_count == u.prompt_token_count + u.candidates_token_count + (u.thoughts_token_count or 0) and u.candidates_token_count > 0, u)
+
+    chunks = list(gc.models.generate_content_stream(model=model, contents="What is shadow traffic?"))
+    text = "".join(c.text or "" for c in chunks)
+    check(f"gemini {model} stream text", text == ANSWER, text)
+    check(f"gemini {model} stream finish and usage", chunks[-1].candidates[0].finish_reason == gtypes.FinishReason.STOP
+          and chunks[-1].usage_metadata.candidates_token_count > 0, chunks[-1])
+
+    r = gc.models.generate_content(model=model, contents="Weather in Paris and Tokyo?", config=gconfig("tools", gtools))
+    calls = r.function_calls or []
+    check(f"gemini {model} function calls", [c.args["city"] for c in calls] == ["Paris", "Tokyo"] and all(c.name == "get_weather" for c in calls), r)
+
+    # The next turn: the model's call parts as they came (signatures included), then the results.
+    history = [gtypes.Content(role="user", parts=[gtypes.Part(text="Weather in Paris and Tokyo?")]), r.candidates[0].content,
+               gtypes.Content(role="user", parts=[gtypes.Part.from_function_response(name=c.name, response={"output": "sunny"}) for c in calls])]
+    r2 = gc.models.generate_content(model=model, contents=history, config=gconfig(None, gtools))
+    check(f"gemini {model} function results turn", r2.text == ANSWER, r2)
+
+    calls = []
+    for c in gc.models.generate_content_stream(model=model, contents="Weather?", config=gconfig("tools", gtools)):
+        calls += c.function_calls or []
+    check(f"gemini {model} streamed function calls", [c.args["city"] for c in calls] == ["Paris", "Tokyo"], calls)
+
+try:
+    gc.models.generate_content(model="gemini-2.5-flash", contents="hi", config=gconfig("rate_limit"))
+    check("gemini rate limit raises", False)
+except genai_errors.ClientError as e:
+    check("gemini 429 is a ClientError", e.code == 429, e)
+
+# Chat and Messages clients in front of a Gemini upstream.
+r = oa.chat.completions.create(model="claude-via-gemini", messages=[{"role": "user", "content": "Weather?"}],
+                               tools=[{"type": "function", "function": {"name": "get_weather", "parameters": weather}}],
+                               extra_headers={"x-mock-script": "tools"})
+calls = r.choices[0].message.tool_calls
+check("openai chat via gemini tool calls", r.choices[0].finish_reason == "tool_calls" and [json.loads(c.function.arguments)["city"] for c in calls] == ["Paris", "Tokyo"], r)
+m = an.messages.create(model="claude-via-gemini", max_tokens=256, messages=[{"role": "user", "content": "What is shadow traffic?"}])
+check("anthropic via gemini text", m.content[0].text == ANSWER and m.stop_reason == "end_turn", m)
+with an.messages.stream(model="claude-via-gemini", max_tokens=256, messages=[{"role": "user", "content": "What is shadow traffic?"}]) as st:
+    check("anthropic via gemini stream text", "".join(st.text_stream) == ANSWER)
 
 print(f"{passed} passed, 0 failed")

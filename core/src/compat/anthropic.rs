@@ -267,6 +267,8 @@ pub fn encode_block(part: &Part, same: bool) -> Option<Value> {
             with_cache(v, cache_control)
         }
         Part::Thinking { signature: None, .. } => return None,
+        // Another vendor's signed reasoning is not Anthropic's to verify.
+        Part::Thinking { signature: Some(s), .. } if s.starts_with(super::GEMINI_SIGNATURE) => return None,
         Part::Thinking { text, signature: Some(s) } => json!({"type": "thinking", "thinking": text, "signature": s}),
         Part::RedactedThinking { data } => json!({"type": "redacted_thinking", "data": data}),
         Part::Raw(v) => v.clone(),

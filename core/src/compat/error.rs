@@ -86,15 +86,61 @@ fn parse_body(body: &str) -> (Option<String>, String, Option<Value>, Option<Valu
     )
 }
 
+/// The gRPC status name Gemini gives an HTTP status.
+fn gemini_status_for(status: u16) -> &'static str {
+    match status {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 | 529 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    }
+}
+
+/// `error.status` of a Gemini error body.
+fn gemini_status(body: &str) -> Option<String> {
+    let v = json::parse(body.as_bytes()).ok()?;
+    v.get("error")?.get("status")?.as_str().map(str::to_string)
+}
+
+/// `RetryInfo.retryDelay` (`"34.4s"`) of a Gemini error body, in whole seconds rounded up.
+fn gemini_retry_delay(body: &str) -> Option<String> {
+    let v = json::parse(body.as_bytes()).ok()?;
+    let details = v.get("error")?.get("details")?.as_array()?;
+    let delay = details.iter().find_map(|d| d.get("retryDelay")?.as_str())?;
+    let secs = delay.strip_suffix('s')?;
+    let (whole, frac) = secs.split_once('.').unwrap_or((secs, ""));
+    let whole: u64 = whole.parse().ok()?;
+    let up = u64::from(frac.bytes().any(|b| b != b'0'));
+    Some(whole.saturating_add(up).to_string())
+}
+
 /// Maps an upstream error of protocol `from` to protocol `to`, keeping the
 /// status and the retry information.
 pub fn convert_error(input: &ErrorInput, from: Protocol, to: Protocol) -> ErrorOutput {
     let (kind, message, code, param) = parse_body(&input.body);
-    let retry_after = input.retry_after.clone().or_else(|| {
-        let ms: u64 = input.retry_after_ms.as_deref()?.trim().parse().ok()?;
-        Some(ms.div_ceil(1000).to_string())
-    });
+    let retry_after = input
+        .retry_after
+        .clone()
+        .or_else(|| {
+            let ms: u64 = input.retry_after_ms.as_deref()?.trim().parse().ok()?;
+            Some(ms.div_ceil(1000).to_string())
+        })
+        .or_else(|| gemini_retry_delay(&input.body));
     let body = match to {
+        Protocol::Gemini => {
+            let status = match (from, gemini_status(&input.body)) {
+                (Protocol::Gemini, Some(s)) => s,
+                _ => gemini_status_for(input.status).to_string(),
+            };
+            json!({"error": {"code": input.status, "message": message, "status": status}})
+        }
         Protocol::AnthropicMessages => {
             let t = match (from, kind) {
                 (Protocol::AnthropicMessages, Some(k)) => k,

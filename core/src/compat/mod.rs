@@ -7,6 +7,7 @@
 
 mod anthropic;
 mod error;
+mod gemini;
 mod openai;
 mod responses;
 
@@ -15,6 +16,10 @@ pub use anthropic::{
     encode_usage as encode_anthropic_usage,
 };
 pub use error::{ErrorInput, ErrorOutput, convert_error};
+pub use gemini::{
+    GEMINI_SIGNATURE, decode_usage as decode_gemini_usage, encode_usage as encode_gemini_usage,
+    finish_reason as gemini_finish_reason, response_parts as gemini_response_parts, stop_reason as gemini_stop_reason,
+};
 pub use openai::{decode_usage as decode_openai_usage, encode_usage as encode_openai_usage};
 pub use responses::{
     ANTHROPIC_REDACTED, ANTHROPIC_SIGNATURE, decode_usage as decode_responses_usage,
@@ -85,6 +90,15 @@ pub const PROFILES: &[CompatProfile] = &[
         patch_tool_finish_reason: false,
     },
     CompatProfile {
+        name: "gemini",
+        version: "gemini/1",
+        protocol: Protocol::Gemini,
+        max_tokens_field: "maxOutputTokens",
+        default_max_tokens: DEFAULT_MAX_TOKENS,
+        max_temperature: 2.0,
+        patch_tool_finish_reason: false,
+    },
+    CompatProfile {
         name: "openai-responses",
         version: "openai-responses/1",
         protocol: Protocol::OpenAiResponses,
@@ -133,17 +147,20 @@ pub fn decode_request(from: Protocol, body: &Value) -> Result<Request> {
         Protocol::OpenAiChat => openai::decode_request(body),
         Protocol::AnthropicMessages => anthropic::decode_request(body),
         Protocol::OpenAiResponses => responses::decode_request(body),
+        Protocol::Gemini => gemini::decode_request(body),
     }
 }
 
 /// Converts a client request of protocol `from` to protocol `to`.
-/// `model`, when given, replaces the model (the routing target's upstream model).
+/// `model`, when given, replaces the model (the routing target's upstream model);
+/// `stream`, when given, says whether the exchange streams (a Gemini body does not).
 pub fn convert_request(
     from: Protocol,
     to: Protocol,
     body: &[u8],
     profile: &CompatProfile,
     model: Option<&str>,
+    stream: Option<bool>,
 ) -> Result<Value> {
     // The benchmark's poisoned candidate: spins on requests that carry the marker
     // (the host stops it at its deadline). Never part of a real build.
@@ -160,6 +177,10 @@ pub fn convert_request(
         }
         responses::check_portable(&req, to)?;
     }
+    // Gemini to Gemini: the body as sent (the model is in the URL, not the body).
+    if from == Protocol::Gemini && to == from {
+        return Ok(body);
+    }
     // Several choices exist in OpenAI Chat only: refused, never silently dropped.
     if to != from && req.extra.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         return Err(CoreError::invalid(
@@ -170,10 +191,14 @@ pub fn convert_request(
     if let Some(m) = model {
         req.model = m.to_string();
     }
+    if let Some(s) = stream {
+        req.stream = s;
+    }
     match to {
         Protocol::OpenAiChat => openai::encode_request(&req, profile),
         Protocol::AnthropicMessages => anthropic::encode_request(&req, profile),
         Protocol::OpenAiResponses => responses::encode_request(&req, profile),
+        Protocol::Gemini => gemini::encode_request(&req, profile),
     }
 }
 
@@ -183,6 +208,7 @@ pub fn decode_response(from: Protocol, body: &Value, ctx: &Context) -> Result<Re
         Protocol::OpenAiChat => openai::decode_response(body, ctx),
         Protocol::AnthropicMessages => anthropic::decode_response(body),
         Protocol::OpenAiResponses => responses::decode_response(body),
+        Protocol::Gemini => gemini::decode_response(body),
     }
 }
 
@@ -248,5 +274,6 @@ pub fn encode_response(resp: &Response, to: Protocol, ctx: &Context) -> Value {
         Protocol::OpenAiChat => openai::encode_response(resp, ctx),
         Protocol::AnthropicMessages => anthropic::encode_response(resp, ctx),
         Protocol::OpenAiResponses => responses::encode_response(resp, ctx),
+        Protocol::Gemini => gemini::encode_response(resp, ctx),
     }
 }

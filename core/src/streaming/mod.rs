@@ -8,6 +8,7 @@
 
 mod anthropic;
 mod event;
+mod gemini;
 mod openai;
 mod responses;
 mod sse;
@@ -52,6 +53,7 @@ enum Decoder {
     OpenAi(openai::Decoder),
     Anthropic(anthropic::Decoder),
     Responses(responses::Decoder),
+    Gemini(gemini::Decoder),
 }
 
 #[derive(Debug)]
@@ -59,6 +61,7 @@ enum Encoder {
     OpenAi(openai::Encoder),
     Anthropic(anthropic::Encoder),
     Responses(responses::Encoder),
+    Gemini(gemini::Encoder),
 }
 
 /// One stream's conversion state.
@@ -76,8 +79,9 @@ pub struct StreamSession {
     /// OpenAI to OpenAI: choices after the first (`n > 1`), each with its own decoder and encoder.
     choices: BTreeMap<u64, (openai::Decoder, openai::Encoder)>,
     same_openai: bool,
-    /// Responses to Responses: the upstream's events go to the client as they
-    /// came (ids and sequence numbers included); the decoder still watches them.
+    /// Responses to Responses, Gemini to Gemini: the upstream's events go to the
+    /// client as they came (ids and sequence numbers included); the decoder
+    /// still watches them.
     passthrough: bool,
 }
 
@@ -90,6 +94,7 @@ impl StreamSession {
             Protocol::OpenAiChat => Encoder::OpenAi(openai::Encoder::new(from, opts.include_usage, &ctx)),
             Protocol::AnthropicMessages => Encoder::Anthropic(anthropic::Encoder::new(from)),
             Protocol::OpenAiResponses => Encoder::Responses(responses::Encoder::new(&ctx)),
+            Protocol::Gemini => Encoder::Gemini(gemini::Encoder::new(&ctx)),
         };
         Ok(StreamSession {
             ctx,
@@ -100,6 +105,7 @@ impl StreamSession {
                 Protocol::OpenAiChat => Decoder::OpenAi(openai::Decoder::default()),
                 Protocol::AnthropicMessages => Decoder::Anthropic(anthropic::Decoder::default()),
                 Protocol::OpenAiResponses => Decoder::Responses(responses::Decoder::default()),
+                Protocol::Gemini => Decoder::Gemini(gemini::Decoder::default()),
             },
             encoder,
             ended: false,
@@ -109,7 +115,7 @@ impl StreamSession {
             sse: Vec::new(),
             choices: BTreeMap::new(),
             same_openai: from == Protocol::OpenAiChat && to == Protocol::OpenAiChat,
-            passthrough: from == Protocol::OpenAiResponses && to == Protocol::OpenAiResponses,
+            passthrough: from == to && matches!(from, Protocol::OpenAiResponses | Protocol::Gemini),
         })
     }
 
@@ -185,6 +191,7 @@ impl StreamSession {
                 }
                 Decoder::Anthropic(d) => d.decode(&ev.data, &mut events),
                 Decoder::Responses(d) => d.decode(&ev.data, &mut events),
+                Decoder::Gemini(d) => d.decode(&ev.data, &self.ctx, &mut events),
             };
             if self.passthrough && decoded.is_ok() {
                 write_event(out, &ev);
@@ -261,6 +268,7 @@ impl StreamSession {
             Encoder::OpenAi(e) => e.encode(&ev, &self.ctx, out),
             Encoder::Anthropic(e) => e.encode(&ev, &self.ctx, out),
             Encoder::Responses(e) => e.encode(&ev, &self.ctx, out),
+            Encoder::Gemini(e) => e.encode(&ev, &self.ctx, out),
         }
     }
 
@@ -280,6 +288,7 @@ impl StreamSession {
                 }
                 e.encode(&ev, &self.ctx, out)
             }
+            Encoder::Gemini(e) => e.encode(&ev, &self.ctx, out),
         }
         self.ended = true;
         self.error = Some(if err.kind == ErrorKind::InvalidJson || err.kind == ErrorKind::InvalidInput {

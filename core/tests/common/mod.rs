@@ -84,6 +84,7 @@ pub fn corpus_streams() -> Vec<(PathBuf, Protocol, Vec<u8>)> {
         ("openai", Protocol::OpenAiChat),
         ("openai-compatible", Protocol::OpenAiChat),
         ("openai-responses", Protocol::OpenAiResponses),
+        ("google", Protocol::Gemini),
     ] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir)).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
@@ -117,6 +118,8 @@ pub fn frame_chunks(text: &str, protocol: Protocol) -> String {
                 out.push_str(&format!("event: {ty}\ndata: {line}\n\n"));
             }
             Protocol::OpenAiChat => out.push_str(&format!("data: {line}\n\n")),
+            // Gemini's own framing.
+            Protocol::Gemini => out.push_str(&format!("data: {line}\r\n\r\n")),
         }
     }
     if protocol == Protocol::OpenAiChat {
