@@ -181,11 +181,23 @@ pub fn convert_request(
     if from == Protocol::Gemini && to == from {
         return Ok(body);
     }
-    // Several choices exist in OpenAI Chat only: refused, never silently dropped.
-    if to != from && req.extra.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+    // Several choices (Chat `n`, Gemini `candidateCount`) are not converted:
+    // refused, never silently dropped.
+    let choices = req.extra.get("n").map(|n| ("/n", "n", n)).or_else(|| {
+        req.extra
+            .get("generationConfig")?
+            .get("candidateCount")
+            .map(|n| ("/generationConfig/candidateCount", "candidateCount", n))
+    });
+    if let (true, Some((path, name, n))) = (to != from, choices)
+        && n.as_u64().is_some_and(|n| n > 1)
+    {
+        let article = if from.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
         return Err(CoreError::invalid(
-            "/n",
-            format!("n > 1 (several choices) cannot be converted to {to}: send n = 1 or use an {from} route"),
+            path,
+            format!(
+                "{name} > 1 (several choices) cannot be converted to {to}: send {name} = 1 or use {article} {from} route"
+            ),
         ));
     }
     if let Some(m) = model {
