@@ -20,6 +20,12 @@ fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("core/tests/fixtures").join(rel)).unwrap()
 }
 
+/// The input of a routing fixture (`{"op", "input"}`), framed.
+fn routing_input(name: &str) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_slice(&fixture(&format!("routing/{name}"))).unwrap();
+    frame(&json!({}), v["input"].to_string().as_bytes())
+}
+
 fn ctx() -> Context {
     Context { request_id: "req_bench".into(), created: 1_763_800_000, id_seed: 1 }
 }
@@ -111,6 +117,8 @@ fn bench_ops(c: &mut Criterion) {
                 &fixture("response/anthropic-messages/thinking_tool_cache.json"),
             ),
         ),
+        ("routing-resolve", "routing.resolve", routing_input("resolve-weighted-pool-loaded.json")),
+        ("routing-next", "routing.next", routing_input("next-503-failover.json")),
         ("tiny", "tokenizer.count", frame(&json!({}), b"ok")),
     ];
     for (name, op, input) in &cases {

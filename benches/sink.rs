@@ -109,6 +109,8 @@ fn main() {
                 stream: i % 2 == 0,
                 mode: "shadow".into(),
                 compat_profile: "anthropic/1".into(),
+                upstream: String::new(),
+                attempts: 1,
             })
         })
         .collect();

@@ -30,6 +30,11 @@ pub fn dims_of(case: &Case, timestamp_us: i64, mode: &str) -> Dims {
         stream: case.request["stream"].as_bool().unwrap_or(false),
         mode: mode.into(),
         compat_profile: Dims::profile_version(case.profile.as_deref(), upstream),
+        upstream: String::new(),
+        attempts: case
+            .routing
+            .as_ref()
+            .map_or(1, |r| u32::try_from(r.next.len()).unwrap_or(u32::MAX).saturating_add(1)),
     }
 }
 

@@ -28,6 +28,19 @@ pub struct UpstreamResponse {
     pub headers: BTreeMap<String, String>,
 }
 
+/// What routing saw when the case was served: the `routing.resolve` query
+/// (request, route table, health snapshot, seed) and each `routing.next`
+/// query after a failed attempt, as the core's inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseRouting {
+    /// The `routing.resolve` query.
+    pub resolve: Value,
+    /// The `routing.next` queries, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<Value>,
+}
+
 /// One replayable case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +80,9 @@ pub struct Case {
     /// Request headers (redacted).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// The routing queries it was served with (replay builds a one-route table without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<CaseRouting>,
 }
 
 /// A case file that could not be read.

@@ -516,6 +516,8 @@ mod tests {
                 stream: false,
                 mode: "stages".into(),
                 compat_profile: String::new(),
+                upstream: String::new(),
+                attempts: 1,
             },
             runtime_main: "native".into(),
             runtime_shadow: "wasm".into(),

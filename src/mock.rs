@@ -15,6 +15,14 @@
 //! | `server_error` | 500 |
 //! | `slow` | the text answer, streamed with 40 ms between chunks |
 //! | `disconnect` | a stream that breaks off mid-message |
+//! | `cut` | a stream that breaks off before its first byte |
+//! | `hold:<ms>` | the text answer after `<ms>` ms (for concurrency caps) |
+//! | `fail:<s1>,<s2>,…[#tag]` | a sequence: the n-th request with this exact header gets `sn` (a status, `cut`, or `ok` for the text answer), whichever key it carries; the last repeats |
+//!
+//! Per-key behaviour: a key (bearer token, `x-api-key` or `x-goog-api-key`)
+//! that contains `fail-<status>` always answers that status. `GET
+//! /mock/stats` shows per key the requests seen and the most in flight at
+//! once (until the response head; the whole answer for `hold`).
 //!
 //! With `--cases DIR`, the header `x-mock-case: <id>` answers with that
 //! case's recorded `upstream_response` or `upstream_stream`.
@@ -53,7 +61,7 @@ struct Script {
 fn script(name: &str) -> Option<Script> {
     let text = |t, stop, n| Script { thinking: None, text: Some(t), tools: vec![], stop, output_tokens: n };
     Some(match name {
-        "text" | "slow" | "disconnect" => {
+        "text" | "slow" | "disconnect" | "cut" => {
             text("Shadow traffic lets you compare two runtimes on real requests without risk.", "end_turn", 14)
         }
         "max_tokens" => text("The migration has three phases. First, the shadow phase runs both", "max_tokens", 16),
@@ -472,21 +480,111 @@ fn sse(chunks: Vec<String>, delay: Duration, break_after: Option<usize>) -> Resp
         .expect("static response")
 }
 
-/// Mock state: the recorded cases by id.
+/// Per key: requests seen, in flight now, most in flight at once.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyStats {
+    requests: u64,
+    inflight: u64,
+    max_inflight: u64,
+}
+
+/// Mock state: the recorded cases by id, script positions and key stats.
 #[derive(Default)]
 pub struct Mock {
     cases: HashMap<String, Case>,
+    /// Position in each `fail:` sequence, by header value.
+    positions: std::sync::Mutex<HashMap<String, usize>>,
+    stats: std::sync::Mutex<std::collections::BTreeMap<String, KeyStats>>,
 }
 
 impl Mock {
     /// A mock answering with `cases` on `x-mock-case`.
     pub fn new(cases: Vec<Case>) -> Mock {
-        Mock { cases: cases.into_iter().map(|c| (c.id.clone(), c)).collect() }
+        Mock { cases: cases.into_iter().map(|c| (c.id.clone(), c)).collect(), ..Mock::default() }
+    }
+
+    /// The next entry of the `fail:` sequence `script`.
+    fn step(&self, script: &str, steps: &[&str]) -> String {
+        let mut p = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        let n = p.entry(script.to_string()).or_insert(0);
+        let step = steps.get(*n).or(steps.last()).copied().unwrap_or("ok");
+        *n += 1;
+        step.trim().to_string()
+    }
+
+    fn enter(&self, key: &str) {
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let k = stats.entry(key.to_string()).or_default();
+        k.requests += 1;
+        k.inflight += 1;
+        k.max_inflight = k.max_inflight.max(k.inflight);
+    }
+
+    fn leave(&self, key: &str) {
+        if let Some(k) = self.stats.lock().unwrap_or_else(|e| e.into_inner()).get_mut(key) {
+            k.inflight = k.inflight.saturating_sub(1);
+        }
+    }
+
+    fn stats_json(&self) -> Value {
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats
+            .iter()
+            .map(|(k, s)| (k.clone(), json!({"requests": s.requests, "max_inflight": s.max_inflight})))
+            .collect::<serde_json::Map<String, Value>>()
+            .into()
     }
 }
 
+/// The key a request carries (`-` for none).
+fn credential(headers: &HeaderMap) -> String {
+    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    h("x-api-key")
+        .or_else(|| h("x-goog-api-key"))
+        .or_else(|| h("authorization").map(|a| a.strip_prefix("Bearer ").unwrap_or(a)))
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// An error of `status` in the wire's shape (a 429 asks to retry after 1 s).
+fn status_error(wire: Wire, status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let kind = match (wire, status) {
+        (Wire::Anthropic, 429) => "rate_limit_error",
+        (Wire::Anthropic, 401) => "authentication_error",
+        (Wire::Anthropic, 529) => "overloaded_error",
+        (Wire::Anthropic, 500..) => "api_error",
+        (Wire::Anthropic, _) => "invalid_request_error",
+        (_, 429) => "rate_limit_exceeded",
+        (_, 401) => "invalid_api_key",
+        (_, 500..) => "server_error",
+        _ => "invalid_request_error",
+    };
+    let mut r = error(wire, code, kind, &format!("The mock upstream answered {status}."));
+    if status == 429 {
+        r.headers_mut().insert("retry-after", "1".parse().expect("static header"));
+    }
+    r
+}
+
+/// Answers one request, counting it in flight on its key.
+async fn counted(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes, path_stream: Option<bool>) -> Response {
+    let key = credential(&headers);
+    mock.enter(&key);
+    let resp = answer(wire, mock.clone(), &key, headers, body, path_stream).await;
+    mock.leave(&key);
+    resp
+}
+
 /// Answers one request; `path_stream` is what a Gemini URL says of streaming.
-async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes, path_stream: Option<bool>) -> Response {
+async fn answer(
+    wire: Wire,
+    mock: Arc<Mock>,
+    key: &str,
+    headers: HeaderMap,
+    body: Bytes,
+    path_stream: Option<bool>,
+) -> Response {
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return error(wire, StatusCode::BAD_REQUEST, "invalid_request_error", "request body is not JSON");
     };
@@ -513,7 +611,31 @@ async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes, pa
             return resp;
         }
     }
-    let name = header("x-mock-script").unwrap_or_else(|| "text".into());
+    if let Some(status) = key.split("fail-").nth(1).and_then(|s| s.get(..3)).and_then(|s| s.parse::<u16>().ok()) {
+        return status_error(wire, status);
+    }
+    let mut name = header("x-mock-script").unwrap_or_else(|| "text".into());
+    if let Some(steps) = name.strip_prefix("fail:") {
+        let steps: Vec<&str> = steps.split('#').next().unwrap_or("").split(',').collect();
+        match mock.step(&name, &steps).as_str() {
+            "ok" => name = "text".into(),
+            "cut" => name = "cut".into(),
+            other => match other.parse::<u16>() {
+                Ok(status) => return status_error(wire, status),
+                Err(_) => {
+                    let msg = format!("bad x-mock-script step {other:?}");
+                    return error(wire, StatusCode::BAD_REQUEST, "invalid_request_error", &msg);
+                }
+            },
+        }
+    }
+    if let Some(ms) = name.strip_prefix("hold:") {
+        let Ok(ms) = ms.parse::<u64>() else {
+            return error(wire, StatusCode::BAD_REQUEST, "invalid_request_error", "hold:<ms> needs a number");
+        };
+        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+        name = "text".into();
+    }
     match name.as_str() {
         "rate_limit" => {
             return error(
@@ -560,6 +682,7 @@ async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes, pa
         "slow" => (Duration::from_millis(40), None),
         // Paced so the first half reaches the client before the break.
         "disconnect" => (Duration::from_millis(5), Some(chunks.len() / 2)),
+        "cut" => (Duration::ZERO, Some(0)),
         _ => (Duration::ZERO, None),
     };
     sse(chunks, delay, brk)
@@ -569,23 +692,27 @@ async fn answer(wire: Wire, mock: Arc<Mock>, headers: HeaderMap, body: Bytes, pa
 pub fn app(mock: Arc<Mock>) -> Router {
     Router::new()
         .route(
+            "/mock/stats",
+            axum::routing::get(|State(m): State<Arc<Mock>>| async move { axum::Json(m.stats_json()) }),
+        )
+        .route(
             "/v1/chat/completions",
-            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::OpenAi, m, h, b, None)),
+            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| counted(Wire::OpenAi, m, h, b, None)),
         )
         .route(
             "/v1/messages",
-            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::Anthropic, m, h, b, None)),
+            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| counted(Wire::Anthropic, m, h, b, None)),
         )
         .route(
             "/v1/responses",
-            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| answer(Wire::Responses, m, h, b, None)),
+            post(|State(m): State<Arc<Mock>>, h: HeaderMap, b: Bytes| counted(Wire::Responses, m, h, b, None)),
         )
         .route(
             "/v1beta/models/{target}",
             post(|State(m): State<Arc<Mock>>, Path(target): Path<String>, h: HeaderMap, b: Bytes| async move {
                 match target.rsplit_once(':').map(|(_, method)| method) {
-                    Some("generateContent") => answer(Wire::Gemini, m, h, b, Some(false)).await,
-                    Some("streamGenerateContent") => answer(Wire::Gemini, m, h, b, Some(true)).await,
+                    Some("generateContent") => counted(Wire::Gemini, m, h, b, Some(false)).await,
+                    Some("streamGenerateContent") => counted(Wire::Gemini, m, h, b, Some(true)).await,
                     _ => error(Wire::Gemini, StatusCode::NOT_FOUND, "not_found", &format!("no method in {target:?}")),
                 }
             }),
@@ -594,8 +721,8 @@ pub fn app(mock: Arc<Mock>) -> Router {
             "/v1/models/{target}",
             post(|State(m): State<Arc<Mock>>, Path(target): Path<String>, h: HeaderMap, b: Bytes| async move {
                 match target.rsplit_once(':').map(|(_, method)| method) {
-                    Some("generateContent") => answer(Wire::Gemini, m, h, b, Some(false)).await,
-                    Some("streamGenerateContent") => answer(Wire::Gemini, m, h, b, Some(true)).await,
+                    Some("generateContent") => counted(Wire::Gemini, m, h, b, Some(false)).await,
+                    Some("streamGenerateContent") => counted(Wire::Gemini, m, h, b, Some(true)).await,
                     _ => error(Wire::Gemini, StatusCode::NOT_FOUND, "not_found", &format!("no method in {target:?}")),
                 }
             }),

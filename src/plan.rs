@@ -3,7 +3,6 @@
 
 use crate::case::Case;
 use crate::diff::{DiffResult, Differ, Scope};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use shadowgate_core::{Context, Module, Protocol};
 use shadowgate_runtime::{Runtime, RuntimeError, frame};
@@ -11,8 +10,10 @@ use shadowgate_runtime::{Runtime, RuntimeError, frame};
 /// Which of a module's calls: the key of recorded outputs, the dispatch op and the module in one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Call {
-    /// `routing.resolve`.
+    /// `routing.resolve`: the attempt plan.
     RoutingResolve,
+    /// `routing.next`: what follows a failed attempt.
+    RoutingNext,
     /// `compat.request`: client request → upstream request.
     CompatRequest,
     /// `compat.response`: upstream response → client response.
@@ -33,7 +34,7 @@ impl Call {
     /// The module it exercises.
     pub const fn module(self) -> Module {
         match self {
-            Call::RoutingResolve => Module::Routing,
+            Call::RoutingResolve | Call::RoutingNext => Module::Routing,
             Call::CompatRequest | Call::CompatResponse | Call::CompatError => Module::Compat,
             Call::ToolsRequest | Call::ToolsResponse => Module::Tools,
             Call::Stream => Module::Streaming,
@@ -45,6 +46,7 @@ impl Call {
     pub const fn name(self) -> &'static str {
         match self {
             Call::RoutingResolve => "routing.resolve",
+            Call::RoutingNext => "routing.next",
             Call::CompatRequest => "compat.request",
             Call::CompatResponse => "compat.response",
             Call::CompatError => "compat.error",
@@ -138,18 +140,28 @@ fn json_call(call: Call, header: Value, payload: &[u8], kind: &str, protocol: Pr
     }
 }
 
-/// `routing.resolve` over a route table (the core's route shape).
-pub fn routing_call(client: Protocol, model: &str, tenant: Option<&str>, routes: &RawValue) -> ModuleCall {
-    #[derive(serde::Serialize)]
-    struct Query<'a> {
-        client_protocol: &'a str,
-        model: &'a str,
-        tenant: Option<&'a str>,
-        routes: &'a RawValue,
-    }
-    let q = Query { client_protocol: client.as_str(), model, tenant, routes };
-    let q = serde_json::to_vec(&q).expect("a routing query serializes");
-    json_call(Call::RoutingResolve, json!({}), &q, "route", client)
+/// `routing.resolve` of a query (request, route table, health, seed: the
+/// core's `RouteRequest`, serialized by the caller).
+pub fn routing_call(client: Protocol, query: &[u8]) -> ModuleCall {
+    json_call(Call::RoutingResolve, json!({}), query, "route", client)
+}
+
+/// `routing.next` of a query (plan, failed attempt, failure: the core's `NextRequest`).
+pub fn next_call(client: Protocol, query: &[u8]) -> ModuleCall {
+    json_call(Call::RoutingNext, json!({}), query, "route", client)
+}
+
+/// The key each call's output is recorded under: its name, and `#2`, `#3`, …
+/// for later calls of the same name (a request may fail over more than once).
+pub fn output_keys(calls: &[ModuleCall]) -> Vec<String> {
+    let mut seen = std::collections::HashMap::new();
+    calls
+        .iter()
+        .map(|c| {
+            let n = seen.entry(c.call.name()).and_modify(|n| *n += 1).or_insert(1);
+            if *n == 1 { c.call.name().to_string() } else { format!("{}#{n}", c.call.name()) }
+        })
+        .collect()
 }
 
 /// `compat.request`: client request → upstream request.
@@ -308,15 +320,8 @@ pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
     let (client, upstream) = (case.client_protocol, case.upstream_protocol);
     let request = serde_json::to_vec(&case.request).unwrap_or_default();
     let model = case.request["model"].as_str().unwrap_or("");
-    let routes = json!([{"id": case.route.clone().unwrap_or_else(|| "case".into()), "model": model, "provider": "recorded",
-                          "upstream_protocol": upstream.as_str(), "upstream_model": case.upstream_model}]);
-    let mut calls = vec![
-        routing_call(
-            client,
-            model,
-            case.tenant.as_deref(),
-            &serde_json::value::to_raw_value(&routes).unwrap_or_default(),
-        ),
+    let mut calls = routing_calls(case, client, model);
+    calls.extend([
         request_call(
             client,
             upstream,
@@ -326,7 +331,7 @@ pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
             case.upstream_stream.is_some(),
         ),
         tools_call(None, client, client, "request", &request),
-    ];
+    ]);
     let mut answer = None;
     if let Some(r) = &case.upstream_response {
         let body = match &r.body {
@@ -356,15 +361,45 @@ pub fn plan(case: &Case, ctx: &Context) -> Vec<ModuleCall> {
     calls
 }
 
-/// What `rt` outputs for every call of `case` (under its context), by call
-/// name: the recorded primary outputs of a case row. A runtime error is kept
-/// as its message.
+/// The routing calls of a case: the recorded `routing.resolve` and
+/// `routing.next` queries, or (for a case recorded without them) a one-route
+/// table that sends the request where the case says it went.
+fn routing_calls(case: &Case, client: Protocol, model: &str) -> Vec<ModuleCall> {
+    if let Some(r) = &case.routing {
+        let mut calls = vec![routing_call(client, r.resolve.to_string().as_bytes())];
+        calls.extend(r.next.iter().map(|q| next_call(client, q.to_string().as_bytes())));
+        return calls;
+    }
+    let ctx = case.context();
+    let query = json!({
+        "client_protocol": client.as_str(), "model": model, "tenant": case.tenant,
+        "table": {
+            "routes": [{"id": case.route.clone().unwrap_or_else(|| "case".into()), "model": model,
+                        "targets": [{"provider": "recorded", "upstream_model": case.upstream_model}]}],
+            "providers": [{"name": "recorded", "protocol": case.upstream_protocol.as_str(),
+                           "keys": [{"name": shadowgate_core::routing::NO_KEY}]}],
+            "retry": {"retry_on": [], "max_attempts": 1, "backoff_base_ms": 0, "backoff_max_ms": 0,
+                      "retry_after_cap_ms": 0},
+            "cooldown": {"rate_limited_ms": 0, "server_error_ms": 0, "server_errors": 1, "timeout_ms": 0,
+                         "auth_ms": 0, "quota_ms": 0},
+        },
+        "health": {"now_ms": ctx.created.saturating_mul(1000)},
+        "seed": ctx.id_seed,
+    });
+    vec![routing_call(client, query.to_string().as_bytes())]
+}
+
+/// What `rt` outputs for every call of `case` (under its context), by
+/// [`output_keys`]: the recorded primary outputs of a case row. A runtime
+/// error is kept as its message.
 pub fn outputs(rt: &dyn Runtime, case: &Case) -> std::collections::BTreeMap<String, String> {
-    plan(case, &case.context())
-        .iter()
-        .map(|call| {
+    let calls = plan(case, &case.context());
+    output_keys(&calls)
+        .into_iter()
+        .zip(&calls)
+        .map(|(key, call)| {
             let out = execute(rt, call).unwrap_or_else(|e| format!("runtime error: {e}").into_bytes());
-            (call.call.name().to_string(), String::from_utf8_lossy(&out).into_owned())
+            (key, String::from_utf8_lossy(&out).into_owned())
         })
         .collect()
 }

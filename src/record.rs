@@ -39,6 +39,10 @@ pub struct Dims {
     pub mode: String,
     /// Compat profile version of the upstream (`openai/1`, …).
     pub compat_profile: String,
+    /// The provider and key that served (`anthropic/ANTHROPIC_KEY_B`; never the key itself).
+    pub upstream: String,
+    /// Upstream attempts made (1 without retries or failover).
+    pub attempts: u32,
 }
 
 impl Dims {

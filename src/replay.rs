@@ -178,11 +178,13 @@ fn run_case(
     module: Option<Module>,
 ) -> Vec<CallOutcome> {
     let ctx = c.case.context();
-    let calls: Vec<ModuleCall> =
-        plan::plan(&c.case, &ctx).into_iter().filter(|call| module.is_none_or(|m| m == call.module())).collect();
+    let calls: Vec<ModuleCall> = plan::plan(&c.case, &ctx);
+    let keys = plan::output_keys(&calls);
     calls
         .iter()
-        .map(|call| {
+        .zip(keys)
+        .filter(|(call, _)| module.is_none_or(|m| m == call.module()))
+        .map(|(call, key)| {
             let (a, b) = (plan::execute(native, call), plan::execute(candidate, call));
             let versus = match (&a, &b) {
                 (Ok(a), Ok(b)) => Ok(plan::compare(differ, call, a, b)),
@@ -191,7 +193,7 @@ fn run_case(
             };
             // Each side that ran is compared with the recording; the first that
             // disagrees is the regression shown. Failed runs count as errors above.
-            let regression = c.recorded.get(call.call.name()).and_then(|rec| {
+            let regression = c.recorded.get(&key).and_then(|rec| {
                 let mut diffs =
                     [&a, &b].into_iter().flatten().map(|out| plan::compare(differ, call, rec.as_bytes(), out));
                 let first = diffs.next()?;

@@ -421,6 +421,8 @@ mod tests {
                 stream: false,
                 mode: "shadow".into(),
                 compat_profile: String::new(),
+                upstream: String::new(),
+                attempts: 1,
             },
             runtime_main: "native".into(),
             runtime_shadow: "wasm".into(),

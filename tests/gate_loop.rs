@@ -296,10 +296,18 @@ fn the_demo_runs_end_to_end() {
         "== gate verdicts ==",
         "thresholds exceeded:",
         "tokenizer: native vs candidate diff rate",
+        // The demo config's `claude` route is a failover chain; the candidate's router tries its last target first.
+        "routing: regression vs the baseline",
+        "/attempts/0/provider",
         "read_parquet(",
     ] {
         assert!(stdout.contains(want), "{want}: {stdout}");
     }
+    // The built-in guest replays the same recorded cases, routing queries and all, clean.
+    let clean = shadowgate(&["replay", dir.to_str().unwrap()]);
+    let clean_out = String::from_utf8_lossy(&clean.stdout);
+    assert_eq!(clean.status.code(), Some(0), "{clean_out}");
+    assert!(clean_out.lines().any(|l| l.starts_with("routing ") && l.contains("0.00%")), "{clean_out}");
     assert!(dir.join("candidate-guest.wasm").exists());
     assert!(!shadowgate::sink::files::parquet_files(&dir.join("diffs")).unwrap().is_empty());
 

@@ -2,7 +2,7 @@
 //! the wasm runtime, gives byte-identical envelopes, for streams in several
 //! chunkings too.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use shadowgate_core::{Context, Protocol};
 use shadowgate_runtime::{InstanceMode, NativeRuntime, Runtime, WasmConfig, WasmRuntime, frame};
 use std::path::{Path, PathBuf};
@@ -60,16 +60,24 @@ fn every_body_fixture_converts_identically() {
 fn tools_tokenizer_and_routing_agree() {
     let req = std::fs::read(fixtures().join("request/openai-chat/tools_parallel_history.json")).unwrap();
     let resp = std::fs::read(fixtures().join("response/openai-chat/tool_calls_finish_stop.json")).unwrap();
-    let route = json!({"client_protocol": "openai-chat", "model": "gpt-4o", "routes": [
-        {"id": "r1", "model": "claude-*", "provider": "anthropic", "upstream_protocol": "anthropic-messages"},
-        {"id": "r2", "model": "gpt-*", "provider": "openai", "upstream_protocol": "openai-chat"}]});
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("tools.canonicalize", frame(&json!({"from": "openai-chat", "kind": "request"}), &req)),
         ("tools.canonicalize", frame(&json!({"ctx": ctx(), "from": "openai-chat", "kind": "response"}), &resp)),
         ("tokenizer.count", frame(&json!({}), "Héllo, wörld! 12345 日本語".as_bytes())),
-        ("routing.resolve", frame(&json!({}), route.to_string().as_bytes())),
         ("no.such.op", b"{}".to_vec()),
     ];
+    // Every routing fixture: plans and decisions over tables, snapshots and failures.
+    let dir = fixtures().join("routing");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".out.json") {
+            continue;
+        }
+        let fixture: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let op = if fixture["op"] == "routing.next" { "routing.next" } else { "routing.resolve" };
+        cases.push((op, frame(&json!({}), fixture["input"].to_string().as_bytes())));
+    }
+    assert!(cases.len() > 10, "the routing fixtures are found");
     for (op, input) in cases {
         let native = NATIVE.call(op, &input).unwrap();
         match WASM.call(op, &input) {

@@ -378,7 +378,9 @@ async fn bad_input_gets_errors_in_the_clients_protocol() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_failures_are_mapped_and_disconnects_end_with_an_error_event() {
-    let p = start(config(mock().await, "", ""), None).await;
+    // The mock's errors are scripted per request: passed through, neither retried nor rested.
+    let once = "[routing]\nretry_on = []\n[routing.cooldown]\nrate_limited_ms = 0";
+    let p = start(config(mock().await, "", once), None).await;
     let r = post(&p, "openai", &body("openai", "gpt-via-anthropic", false), &[("x-mock-script", "rate_limit")]).await;
     assert_eq!((r.status().as_u16(), r.headers()["retry-after"].to_str().unwrap()), (429, "2"));
     let v: Value = r.json().await.unwrap();

@@ -14,7 +14,10 @@ use std::sync::Arc;
 async fn official_sdks_work_through_the_proxy() {
     let mock = spawn_mock(Vec::new(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/local.toml")).unwrap();
-    let cfg = Config::parse(&text.replace("127.0.0.1:9000", &mock.to_string()), "local.toml").unwrap();
+    // The mock's 429s are scripted per request and must reach the SDKs as they are: no retries, no cooldowns.
+    let once = "\n[routing]\nretry_on = []\n[routing.cooldown]\nrate_limited_ms = 0\n";
+    let text = text.replace("127.0.0.1:9000", &mock.to_string()) + once;
+    let cfg = Config::parse(&text, "local.toml").unwrap();
     let wasm = Arc::new(WasmRuntime::embedded(WasmConfig { cache_dir: None, ..WasmConfig::default() }).unwrap());
     let (rec, records) = Recording::channel(4096);
     let addr = spawn(build(cfg, wasm, rec).unwrap(), "127.0.0.1:0".parse().unwrap()).await.unwrap();

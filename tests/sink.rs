@@ -62,6 +62,8 @@ fn dims(i: usize, ts: i64) -> Dims {
         stream: i.is_multiple_of(3),
         mode: "shadow".into(),
         compat_profile: "anthropic/1".into(),
+        upstream: String::new(),
+        attempts: 1,
     }
 }
 

@@ -12,7 +12,7 @@ use crate::error::{CoreError, ErrorKind, Result};
 use crate::json;
 use crate::module::Module;
 use crate::protocol::Protocol;
-use crate::routing::{self, RouteRequest};
+use crate::routing::{self, NextRequest, RouteRequest};
 use crate::streaming::{self, StreamOptions, StreamSession};
 use crate::{tokenizer, tools};
 use serde::Deserialize;
@@ -33,6 +33,7 @@ pub const OPS: &[&str] = &[
     "compat.error",
     "tools.canonicalize",
     "tokenizer.count",
+    "routing.next",
 ];
 
 /// The ABI code of an op: its position in [`OPS`] (new ops are only appended).
@@ -118,6 +119,11 @@ pub fn run(op: &str, input: &[u8]) -> Result<Value> {
             let req: RouteRequest =
                 serde_json::from_slice(payload).map_err(|e| CoreError::invalid("", format!("bad route query: {e}")))?;
             Ok(serde_json::to_value(routing::resolve(&req)?).unwrap_or(Value::Null))
+        }
+        "routing.next" => {
+            let req: NextRequest = serde_json::from_slice(payload)
+                .map_err(|e| CoreError::invalid("", format!("bad routing.next query: {e}")))?;
+            Ok(serde_json::to_value(routing::next(&req)?).unwrap_or(Value::Null))
         }
         "compat.request" => {
             let (from, to) = (h.protocol("from")?, h.protocol("to")?);

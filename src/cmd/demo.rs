@@ -1,7 +1,7 @@
 //! `shadowgate demo`: the whole loop on loopback with nothing to set up. The
 //! mock upstream and the proxy start in-process, a mixed workload runs in
 //! `shadow` mode, the sink flushes, and the report and gate verdicts print.
-//! Then a deliberately different candidate guest (its tokenizer changed) is
+//! Then a deliberately different candidate guest (its tokenizer and its router changed) is
 //! replayed against the cases just recorded, to show a divergence being
 //! caught and attributed to its module.
 
@@ -81,6 +81,9 @@ fn config_text(mock: std::net::SocketAddr, data_dir: &Path) -> String {
         // A demo has hundreds of requests over seconds, not the thousands over days a real gate wants.
         + "\n[gate.defaults]\nmin_samples = 50\n\
            [gate.min_dwell]\nshadow = \"0s\"\ncanary = \"0s\"\ndefault = \"0s\"\ndeprecated = \"0s\"\n"
+        // The mock's errors are scripted per request, not the state of a key:
+        // neither retried nor rested, so every scripted error reaches the client.
+        + "[routing]\nretry_on = []\n[routing.cooldown]\nrate_limited_ms = 0\nserver_error_ms = 0\nauth_ms = 0\nquota_ms = 0\ntimeout_ms = 0\n"
 }
 
 /// The demo's config.
@@ -269,7 +272,7 @@ pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError
     let verdicts = crate::gate::judge(&rows, cut, crate::clock::now_us(), &gate_cfg.gate, &state, &stages);
     out += &crate::gate::render_table(&verdicts);
 
-    // Detection: a candidate guest with one module changed, replayed over the cases just recorded.
+    // Detection: a candidate guest with two modules changed, replayed over the cases just recorded.
     let candidate_path = data_dir.join("candidate-guest.wasm");
     std::fs::write(&candidate_path, CANDIDATE_GUEST).context(candidate_path.display())?;
     let cases = crate::replay::load_input(&data_dir)?;

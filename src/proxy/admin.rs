@@ -66,6 +66,12 @@ pub async fn modes(
     Ok(axum::Json(body).into_response())
 }
 
+/// `GET /admin/upstreams`: every provider key (by name) with its cap, in-flight count, failure streak and cooldown.
+pub async fn upstreams(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, AdminError> {
+    check(&st, &headers)?;
+    Ok(axum::Json(st.health.view(super::routing::now_ms())).into_response())
+}
+
 /// `GET /admin/modules`: stages, rolling windows, thresholds and recent history.
 pub async fn modules(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, AdminError> {
     check(&st, &headers)?;

@@ -8,6 +8,7 @@ use super::metrics::Metrics;
 use super::offload::Offload;
 use super::pipeline;
 use super::recorder::Recorder;
+use super::routing::UpstreamHealth;
 use super::shadow::Shadow;
 use super::stages::ModuleStages;
 use super::upstream::Upstream;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub sink: SinkStats,
     /// The route table as the routing call embeds it, serialized at load.
     pub route_table: Box<serde_json::value::RawValue>,
+    /// Upstream keys: slots, streaks and cooldowns.
+    pub health: UpstreamHealth,
     pub(super) admin_token: Option<String>,
     seq: AtomicU64,
     streams: AtomicUsize,
@@ -114,6 +117,11 @@ impl AppState {
         metrics.observe_wasm(&wasm.stats());
         Ok(AppState {
             route_table: config.route_table(),
+            health: UpstreamHealth::new(
+                &config,
+                config.sink.data_dir.join("state/upstreams.json"),
+                super::routing::now_ms(),
+            ),
             config,
             rts,
             primary_wasm,
@@ -189,6 +197,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/modes", get(admin::modes))
         .route("/admin/modules", get(admin::modules))
+        .route("/admin/upstreams", get(admin::upstreams))
         .route("/admin/modules/{module}", post(admin::set_module))
         .with_state(state)
 }

@@ -9,6 +9,7 @@
 
 use super::mode::Mode;
 use super::primary::PrimaryConfig;
+use super::routing::RoutingConfig;
 use super::shadow::ShadowConfig;
 use super::stages::ModulesConfig;
 use super::upstream::{ProviderConfig, UpstreamConfig};
@@ -78,6 +79,9 @@ pub struct Config {
     /// Upstream HTTP settings.
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// Retries, backoff and cooldowns.
+    #[serde(default)]
+    pub routing: RoutingConfig,
     /// Providers.
     pub providers: Vec<ProviderConfig>,
     /// Routes, in priority order.
@@ -113,20 +117,53 @@ pub struct RouteConfig {
     pub id: String,
     /// Model pattern (`*` wildcards).
     pub model: String,
+    /// Other model names (or patterns) it answers to.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// Client protocol (endpoint) it serves; every one when absent.
     #[serde(default)]
     pub endpoint: Option<Protocol>,
-    /// Provider name.
-    pub provider: String,
-    /// Model sent upstream (default: the requested one).
+    /// Provider name: the one target (or use `targets`).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Model sent upstream with `provider` (default: the requested one).
     #[serde(default)]
     pub upstream_model: Option<String>,
+    /// Failover targets, in order (instead of `provider`).
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
     /// Route-level mode.
     #[serde(default)]
     pub mode: Option<Mode>,
     /// Lock it.
     #[serde(default)]
     pub mode_locked: bool,
+}
+
+/// One failover target of a route.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Provider name.
+    pub provider: String,
+    /// Model sent upstream (default: the requested one).
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// Share of traffic among adjacent weighted targets.
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+impl RouteConfig {
+    /// Its targets: `targets`, or the one `provider` names.
+    pub fn targets(&self) -> Vec<TargetConfig> {
+        match &self.provider {
+            Some(p) => {
+                vec![TargetConfig { provider: p.clone(), upstream_model: self.upstream_model.clone(), weight: None }]
+            }
+            None => self.targets.clone(),
+        }
+    }
 }
 
 /// A tenant.
@@ -205,8 +242,24 @@ impl Config {
             if !ids.insert(r.id.as_str()) {
                 return Err(Invalid::new(key("id"), format!("duplicate route {:?}", r.id)));
             }
-            if !names.contains(r.provider.as_str()) {
-                return Err(Invalid::new(key("provider"), format!("no provider named {:?}", r.provider)));
+            match (&r.provider, r.targets.is_empty()) {
+                (Some(_), false) => return Err(Invalid::new(key("targets"), "give `provider` or `targets`, not both")),
+                (None, true) => return Err(Invalid::new(key("provider"), "a route needs `provider` or `targets`")),
+                (Some(p), true) if !names.contains(p.as_str()) => {
+                    return Err(Invalid::new(key("provider"), format!("no provider named {p:?}")));
+                }
+                _ => {}
+            }
+            for (t, target) in r.targets.iter().enumerate() {
+                if !names.contains(target.provider.as_str()) {
+                    return Err(Invalid::new(
+                        key(&format!("targets[{t}].provider")),
+                        format!("no provider named {:?}", target.provider),
+                    ));
+                }
+                if target.weight == Some(0) {
+                    return Err(Invalid::new(key(&format!("targets[{t}].weight")), "a weight is at least 1"));
+                }
             }
         }
         let mut tenants = BTreeSet::new();
@@ -232,6 +285,7 @@ impl Config {
         if let Some(r) = self.sampling.routes.keys().find(|r| !ids.contains(r.as_str())) {
             return Err(Invalid::new(format!("sampling.routes.{r}"), format!("no route with id {r:?}")));
         }
+        self.routing.validate()?;
         self.primary.validate()?;
         self.shadow.validate()?;
         self.sampling.validate()?;
@@ -248,20 +302,43 @@ impl Config {
     }
 
     /// The route table in the core's `routing.resolve` shape, serialized
-    /// (once per config load: the routing call embeds it as it is).
+    /// (once per config load: every routing query embeds it as it is).
     pub fn route_table(&self) -> Box<serde_json::value::RawValue> {
-        let routes: Vec<serde_json::Value> = self
-            .routes
-            .iter()
-            .map(|r| {
-                let upstream = self.provider(&r.provider).map(|p| p.protocol);
-                serde_json::json!({
-                    "id": r.id, "model": r.model, "client_protocol": r.endpoint, "provider": r.provider,
-                    "upstream_protocol": upstream, "upstream_model": r.upstream_model,
+        use shadowgate_core::routing::{KeySpec, Provider, Route, RouteTarget, Table};
+        let table = Table {
+            routes: self
+                .routes
+                .iter()
+                .map(|r| Route {
+                    id: r.id.clone(),
+                    model: r.model.clone(),
+                    aliases: r.aliases.clone(),
+                    client_protocol: r.endpoint,
+                    tenant: None,
+                    targets: r
+                        .targets()
+                        .into_iter()
+                        .map(|t| RouteTarget {
+                            provider: t.provider,
+                            upstream_model: t.upstream_model,
+                            weight: t.weight,
+                        })
+                        .collect(),
                 })
-            })
-            .collect();
-        serde_json::value::to_raw_value(&routes).expect("a route table serializes")
+                .collect(),
+            providers: self
+                .providers
+                .iter()
+                .map(|p| Provider {
+                    name: p.name.clone(),
+                    protocol: p.protocol,
+                    keys: p.keys().into_iter().map(|(name, max_inflight)| KeySpec { name, max_inflight }).collect(),
+                })
+                .collect(),
+            retry: self.routing.retry_policy(),
+            cooldown: self.routing.cooldown.policy(),
+        };
+        serde_json::value::to_raw_value(&table).expect("a route table serializes")
     }
 }
 
@@ -303,7 +380,9 @@ provider = "openai"
         assert_eq!(c.modules.stage(shadowgate_core::Module::Compat), crate::stage::Stage::Shadow);
         assert_eq!(c.shadow.queue_size, 1024);
         let table: serde_json::Value = serde_json::from_str(c.route_table().get()).unwrap();
-        assert_eq!(table[0]["upstream_protocol"], "openai-chat");
+        assert_eq!(table["routes"][0]["targets"][0]["provider"], "openai");
+        assert_eq!(table["providers"][0]["protocol"], "openai-chat");
+        assert_eq!(table["providers"][0]["keys"], serde_json::json!([{"name": "-", "max_inflight": null}]));
     }
 
     #[test]

@@ -29,6 +29,8 @@ impl ApiError {
             (Protocol::AnthropicMessages, 413) => "request_too_large",
             (_, 400 | 404 | 413) => "invalid_request_error",
             (_, 403) => "permission_error",
+            (Protocol::AnthropicMessages, 429) => "rate_limit_error",
+            (_, 429) => "rate_limit_exceeded",
             (Protocol::OpenAiChat | Protocol::OpenAiResponses | Protocol::Gemini, _) => "server_error",
             (Protocol::AnthropicMessages, _) => "api_error",
         }

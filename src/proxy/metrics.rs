@@ -68,6 +68,17 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.00002, 2.0, 20))
 }
 
+/// An upstream key and what happened on it (`ok` or a failure class).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// Provider name.
+    pub provider: String,
+    /// Key name (never the key).
+    pub key: String,
+    /// `ok`, or the failure class.
+    pub class: String,
+}
+
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
@@ -115,6 +126,14 @@ pub struct Metrics {
     pub breaker_trips: Family<ModuleLabels, Counter>,
     /// Panics caught in background threads (`shadow`), which then went on.
     pub worker_panics: Family<ThreadLabels, Counter>,
+    /// Upstream attempts by provider, key and outcome.
+    pub upstream_attempts: Family<UpstreamLabels, Counter>,
+    /// Retries after a failed attempt, by the failed key and class.
+    pub upstream_retries: Family<UpstreamLabels, Counter>,
+    /// Retries that went to another target, by the failed key and class.
+    pub upstream_failovers: Family<UpstreamLabels, Counter>,
+    /// Keys put to rest, by key and class.
+    pub upstream_cooldowns: Family<UpstreamLabels, Counter>,
 }
 
 /// A background thread's label.
@@ -151,6 +170,10 @@ impl Metrics {
             worker_panics: Family::default(),
             breaker_open: Family::default(),
             breaker_trips: Family::default(),
+            upstream_attempts: Family::default(),
+            upstream_retries: Family::default(),
+            upstream_failovers: Family::default(),
+            upstream_cooldowns: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -158,6 +181,10 @@ impl Metrics {
         r.register("request_duration_seconds", "Request latency by primary runtime", m.request_seconds.clone());
         r.register("module_duration_seconds", "Module call latency by module and runtime", m.module_seconds.clone());
         r.register("upstream_duration_seconds", "Upstream latency to the response head", m.upstream_seconds.clone());
+        r.register("upstream_attempts", "Upstream attempts by provider, key and outcome", m.upstream_attempts.clone());
+        r.register("upstream_retries", "Retries after a failed attempt, by key and class", m.upstream_retries.clone());
+        r.register("upstream_failovers", "Retries to another target, by key and class", m.upstream_failovers.clone());
+        r.register("upstream_cooldowns", "Keys put to rest, by key and class", m.upstream_cooldowns.clone());
         r.register("shadow_queue_depth", "Shadow jobs waiting for a worker", m.shadow_queue_depth.clone());
         r.register(
             "shadow_jobs_dropped",

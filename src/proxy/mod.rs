@@ -23,6 +23,7 @@ pub mod offload;
 pub mod pipeline;
 pub mod primary;
 pub mod recorder;
+pub mod routing;
 pub mod shadow;
 pub mod stages;
 pub mod stream;
@@ -110,8 +111,9 @@ pub fn load_guest(config: &config::Config) -> Result<Arc<WasmRuntime>, ServeErro
 pub fn check_guest_protocols(config: &config::Config, guest: &[String]) -> Result<(), ServeError> {
     for (i, r) in config.routes.iter().enumerate() {
         let clients: Vec<Protocol> = r.endpoint.map_or_else(|| Protocol::ALL.to_vec(), |p| vec![p]);
-        let upstream = config.provider(&r.provider).map(|p| p.protocol);
-        for p in clients.into_iter().chain(upstream) {
+        let upstreams: Vec<Protocol> =
+            r.targets().iter().filter_map(|t| config.provider(&t.provider)).map(|p| p.protocol).collect();
+        for p in clients.into_iter().chain(upstreams) {
             if !guest.iter().any(|g| g == p.as_str()) {
                 return Err(ServeError::config(
                     format!("routes[{i}]"),

@@ -5,24 +5,30 @@
 use super::app::AppState;
 use super::error::ApiError;
 use super::head::RequestHead;
+use super::metrics::UpstreamLabels;
 use super::metrics::{RequestLabels, RuntimeLabels};
 use super::mode::Mode;
 use super::primary::{Served, module_mode};
-use super::recorder::{Answer, Exchange};
+use super::recorder::{Answer, Exchange, RoutingTrace};
+use super::routing;
 use super::stream;
 use super::tenant;
+use super::upstream::ProviderConfig;
 use super::upstream::without_url;
 use crate::plan::{self, Deferred};
 use crate::record::Dims;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use shadowgate_core::dispatch::open_envelope;
+use shadowgate_core::routing::{Attempt, CooldownPolicy, Decision, KeyRef, Phase, Plan, RetryPolicy, Step};
 use shadowgate_core::{Context, Module, Protocol};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a Gemini URL says of a request: the model and whether to stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +113,8 @@ async fn handle(
         stream,
         mode: String::new(),
         compat_profile: String::new(),
+        upstream: String::new(),
+        attempts: 0,
     };
     let sticky = cfg
         .split_key_header
@@ -116,56 +124,40 @@ async fn handle(
         .map_or_else(|| request_id.to_string(), |v| format!("key:{v}"));
     let mut served = Served::new(sticky);
 
-    // Routing, under the mode known before the route is.
+    // Routing: the attempt plan, under the mode known before the route is.
+    let routing_mode = module_mode(st, &base, Module::Routing);
     let pre = Arc::new(dims.clone());
-    let routing = served
-        .call(
-            st,
-            &pre,
-            plan::routing_call(client, &model, Some(&tenant.name), &st.route_table),
-            module_mode(st, &base, Module::Routing),
-        )
-        .await;
-    let target: Target = match open_envelope(&routing) {
-        Ok(raw) => serde_json::from_str(raw.get()).unwrap_or_default(),
+    let query = serde_json::to_vec(&ResolveQuery {
+        client_protocol: client,
+        model: &model,
+        tenant: Some(&tenant.name),
+        table: &st.route_table,
+        health: st.health.snapshot(routing::now_ms()),
+        seed: ctx.id_seed,
+    })
+    .expect("a routing query serializes");
+    let out = served.call(st, &pre, plan::routing_call(client, &query), routing_mode).await;
+    let mut trace = RoutingTrace { resolve: Bytes::from(query), next: Vec::new() };
+    let plan: Plan = match open_envelope(&out) {
+        Ok(raw) => serde_json::from_str(raw.get())
+            .map_err(|e| err(StatusCode::BAD_GATEWAY, &format!("routing answered an unreadable plan: {e}")))?,
         Err(e) => return Err(err(StatusCode::NOT_FOUND, &e.message)),
     };
-    let route_id = target.route_id;
-    let route =
-        cfg.routes.iter().find(|r| r.id == route_id).ok_or_else(|| err(StatusCode::NOT_FOUND, "route vanished"))?;
-    let provider = cfg.provider(&route.provider).ok_or_else(|| err(StatusCode::BAD_GATEWAY, "provider vanished"))?;
-    let upstream = provider.protocol;
+    let route = cfg
+        .routes
+        .iter()
+        .find(|r| r.id == plan.route_id)
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "route vanished"))?;
     let res = tenant::resolve(cfg, &tenant, Some(route), header_mode)
         .map_err(|e| err(StatusCode::FORBIDDEN, &e.to_string()))?;
     label.mode = res.mode.map(|m| m.to_string()).unwrap_or_else(|| "stages".into());
-    dims.route = route_id;
-    dims.upstream_protocol = Some(upstream);
+    dims.route = plan.route_id.clone();
     dims.mode = label.mode.clone();
-    dims.compat_profile = Dims::profile_version(provider.profile.as_deref(), upstream);
-    let dims = Arc::new(dims);
-
-    // A Gemini body has no model: the core gets the URL's.
-    let upstream_model = target.upstream_model.or_else(|| (client == Protocol::Gemini).then(|| model.clone()));
-    let converted = served
-        .call(
-            st,
-            &dims,
-            plan::request_call(
-                client,
-                upstream,
-                &bytes,
-                provider.profile.as_deref(),
-                upstream_model.as_deref(),
-                stream,
-            ),
-            module_mode(st, &res, Module::Compat),
-        )
-        .await;
-    let upstream_body = match open_envelope(&converted) {
-        Ok(raw) => ok_bytes(raw),
-        Err(e) => return Err(err(StatusCode::BAD_REQUEST, &e.to_string())),
-    };
-    label.runtime = served.runtime.as_str().into();
+    let compat_mode = module_mode(st, &res, Module::Compat);
+    if let Some(u) = &plan.unavailable {
+        served.submit(st, &Arc::new(dims), None);
+        return Ok(unavailable(client, u));
+    }
 
     let mut pass = HeaderMap::new();
     for name in &cfg.pass_headers {
@@ -173,16 +165,123 @@ async fn handle(
             pass.insert(k, v.clone());
         }
     }
-    let up_start = Instant::now();
-    let up = st
-        .upstream
-        .send(provider, upstream, upstream_model.as_deref().unwrap_or(&model), upstream_body, &pass, stream)
-        .await
-        .map_err(|e| err(StatusCode::BAD_GATEWAY, &e.to_string()))?;
-    st.metrics.upstream_seconds.observe(up_start.elapsed().as_secs_f64());
-    let status = up.status().as_u16();
-    let retry = |k: &str| up.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let (retry_after, retry_after_ms) = (retry("retry-after"), retry("retry-after-ms"));
+    let retry_policy = cfg.routing.retry_policy();
+    let cooldown_policy = cfg.routing.cooldown.policy();
+    let slot_wait = Duration::from_millis(cfg.routing.slot_timeout_ms);
+    let (mut at, mut made, mut cooled) = (0usize, 0u32, Vec::<KeyRef>::new());
+    // The converted request, kept while later attempts need the same one.
+    let mut converted: Option<(Protocol, String, Option<String>, Bytes)> = None;
+    let (attempt, got, dims) = loop {
+        let a =
+            plan.attempts.get(at).cloned().ok_or_else(|| err(StatusCode::BAD_GATEWAY, "routing planned no attempt"))?;
+        let provider = cfg.provider(&a.provider).ok_or_else(|| err(StatusCode::BAD_GATEWAY, "provider vanished"))?;
+        made = made.saturating_add(1);
+        let mut now = dims.clone();
+        now.upstream_protocol = Some(a.upstream_protocol);
+        now.compat_profile = Dims::profile_version(provider.profile.as_deref(), a.upstream_protocol);
+        now.upstream = format!("{}/{}", a.provider, a.key);
+        now.attempts = made;
+        let now = Arc::new(now);
+        // A Gemini body has no model: the core gets the URL's.
+        let upstream_model =
+            (a.upstream_model != model || client == Protocol::Gemini).then(|| a.upstream_model.clone());
+        let body = match &converted {
+            Some((p, m, prof, b)) if (*p, m, prof) == (a.upstream_protocol, &a.upstream_model, &provider.profile) => {
+                b.clone()
+            }
+            _ => {
+                let call = plan::request_call(
+                    client,
+                    a.upstream_protocol,
+                    &bytes,
+                    provider.profile.as_deref(),
+                    upstream_model.as_deref(),
+                    stream,
+                );
+                let out = served.call(st, &now, call, compat_mode).await;
+                let b = match open_envelope(&out) {
+                    Ok(raw) => ok_bytes(raw),
+                    Err(e) => return Err(err(StatusCode::BAD_REQUEST, &e.to_string())),
+                };
+                converted = Some((a.upstream_protocol, a.upstream_model.clone(), provider.profile.clone(), b.clone()));
+                b
+            }
+        };
+        label.runtime = served.runtime.as_str().into();
+        let (failure, got) = attempt_once(st, provider, &a, body, &pass, stream, slot_wait).await;
+        let Some(failure) = failure else {
+            if !stream {
+                st.health.outcome(&a.provider, &a.key, None);
+                st.metrics.upstream_attempts.get_or_create(&upstream_label(&a, "ok")).inc();
+            }
+            break (a, got.expect("a success has an answer"), now);
+        };
+        // A failed attempt: the core says what next.
+        let next = serde_json::to_vec(&NextQuery {
+            plan: &plan,
+            failed: u32::try_from(at).unwrap_or(u32::MAX),
+            status: failure.status,
+            body: &failure.body,
+            phase: failure.phase,
+            retry_after_ms: failure.retry_after_ms,
+            attempts_made: made,
+            cooled: &cooled,
+            recent_failures: st.health.streak(&a.provider, &a.key),
+            retry: &retry_policy,
+            cooldown: &cooldown_policy,
+            now_ms: routing::now_ms(),
+            seed: ctx.id_seed,
+        })
+        .expect("a routing.next query serializes");
+        let out = served.call(st, &now, plan::next_call(client, &next), routing_mode).await;
+        trace.next.push(Bytes::from(next));
+        let decision: Option<Decision> = open_envelope(&out).ok().and_then(|raw| serde_json::from_str(raw.get()).ok());
+        let class = decision.as_ref().map_or("unknown", |d| d.class.as_str());
+        st.metrics.upstream_attempts.get_or_create(&upstream_label(&a, class)).inc();
+        let step = match decision {
+            None => Step::Stop,
+            Some(d) => {
+                st.health.outcome(&a.provider, &a.key, Some(d.class));
+                if let Some(c) = &d.cooldown {
+                    st.health.cool(c);
+                    cooled.push(KeyRef { provider: c.provider.clone(), key: c.key.clone() });
+                    st.metrics.upstream_cooldowns.get_or_create(&upstream_label(&a, class)).inc();
+                }
+                tracing::info!(request_id, upstream = %now.upstream, class, reason = %d.reason, "upstream attempt failed");
+                d.next
+            }
+        };
+        match step {
+            Step::Retry { attempt, delay_ms, .. } if plan.attempts.get(attempt as usize).is_some() => {
+                st.metrics.upstream_retries.get_or_create(&upstream_label(&a, class)).inc();
+                if plan.attempts[attempt as usize].target != a.target {
+                    st.metrics.upstream_failovers.get_or_create(&upstream_label(&a, class)).inc();
+                }
+                if delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                }
+                at = attempt as usize;
+            }
+            _ => match got {
+                // The upstream's own answer goes back, converted.
+                Some(got @ Got::Body { .. }) => break (a, got, now),
+                _ => {
+                    served.submit(st, &now, None);
+                    let msg = match failure.phase {
+                        Phase::FirstByte => format!("upstream {} broke off its response: {}", a.provider, failure.body),
+                        _ => failure.body,
+                    };
+                    let mut resp = err(StatusCode::BAD_GATEWAY, &msg).into_response();
+                    attempt_headers(&mut resp, &now);
+                    return Ok(resp);
+                }
+            },
+        }
+    };
+    let provider = cfg.provider(&attempt.provider).ok_or_else(|| err(StatusCode::BAD_GATEWAY, "provider vanished"))?;
+    let upstream = attempt.upstream_protocol;
+    let upstream_model =
+        (attempt.upstream_model != model || client == Protocol::Gemini).then_some(attempt.upstream_model);
     let mut extra = vec![Deferred::ToolsRequest { client, body: bytes.clone() }];
     let mut case_headers = BTreeMap::new();
     for name in cfg.pass_headers.iter().chain([&cfg.tenant_header]) {
@@ -199,23 +298,26 @@ async fn handle(
         profile: provider.profile.clone(),
         ctx: ctx.clone(),
         answer,
+        routing: trace.clone(),
     };
 
-    if (200..300).contains(&status) && stream {
-        extra.push(Deferred::Tokens { client, request: bytes.clone(), answer: None });
-        let ex = exchange(Answer::Stream(Bytes::new()));
-        return Ok(stream::respond(st.clone(), dims, res, served, extra, ex, head.include_usage, up));
-    }
-    let body = up.bytes().await.map_err(|e| {
-        err(StatusCode::BAD_GATEWAY, &format!("upstream {} broke off its response: {}", provider.name, without_url(&e)))
-    })?;
+    let (status, body, retry_after, retry_after_ms) = match got {
+        Got::Stream(up) => {
+            extra.push(Deferred::Tokens { client, request: bytes.clone(), answer: None });
+            let ex = exchange(Answer::Stream(Bytes::new()));
+            let mut resp = stream::respond(st.clone(), dims.clone(), res, served, extra, ex, head.include_usage, up);
+            attempt_headers(&mut resp, &dims);
+            return Ok(resp);
+        }
+        Got::Body { status, body, retry_after, retry_after_ms } => (status, body, retry_after, retry_after_ms),
+    };
     let resp = if (200..300).contains(&status) {
         let out = served
             .call(
                 st,
                 &dims,
                 plan::response_call(&ctx, upstream, client, &body, provider.profile.as_deref()),
-                module_mode(st, &res, Module::Compat),
+                compat_mode,
             )
             .await;
         extra.push(Deferred::ToolsResponse { ctx: ctx.clone(), upstream, client, body: body.clone() });
@@ -244,7 +346,7 @@ async fn handle(
                     retry_after.as_deref(),
                     retry_after_ms.as_deref(),
                 ),
-                module_mode(st, &res, Module::Compat),
+                compat_mode,
             )
             .await;
         extra.push(Deferred::Tokens { client, request: bytes.clone(), answer: None });
@@ -257,16 +359,164 @@ async fn handle(
         }
     }
     let ex = exchange(Answer::Response { status, body: body.clone(), headers: kept });
-    Ok(served.finish(st, &dims, &res, extra, ex, resp))
+    let mut resp = served.finish(st, &dims, &res, extra, ex, resp);
+    attempt_headers(&mut resp, &dims);
+    Ok(resp)
 }
 
-/// What the routing call answered (the fields the host uses).
-#[derive(Debug, Default, serde::Deserialize)]
-struct Target {
-    #[serde(default)]
-    route_id: String,
-    #[serde(default)]
-    upstream_model: Option<String>,
+/// The `routing.resolve` query, with the table as serialized at load.
+#[derive(serde::Serialize)]
+struct ResolveQuery<'a> {
+    client_protocol: Protocol,
+    model: &'a str,
+    tenant: Option<&'a str>,
+    table: &'a RawValue,
+    health: shadowgate_core::routing::Health,
+    seed: u64,
+}
+
+/// The `routing.next` query (the core's `NextRequest`, borrowed).
+#[derive(serde::Serialize)]
+struct NextQuery<'a> {
+    plan: &'a Plan,
+    failed: u32,
+    status: Option<u16>,
+    body: &'a str,
+    phase: Phase,
+    retry_after_ms: Option<u64>,
+    attempts_made: u32,
+    cooled: &'a [KeyRef],
+    recent_failures: u32,
+    retry: &'a RetryPolicy,
+    cooldown: &'a CooldownPolicy,
+    now_ms: u64,
+    seed: u64,
+}
+
+/// How one attempt failed.
+struct Failure {
+    status: Option<u16>,
+    /// The head of the error body, or the transport error.
+    body: String,
+    phase: Phase,
+    retry_after_ms: Option<u64>,
+}
+
+/// What an attempt brought back.
+enum Got {
+    /// A whole answer (success or error).
+    Body { status: u16, body: Bytes, retry_after: Option<String>, retry_after_ms: Option<String> },
+    /// A success stream whose first bytes came (or that ended at once), on its key's slot.
+    Stream(stream::Upstream),
+}
+
+/// Longest head of an error body the core classifies.
+const FAILURE_BODY: usize = 4096;
+
+/// One upstream attempt on its key's slot: the failure (if any) and what came back.
+async fn attempt_once(
+    st: &AppState,
+    provider: &ProviderConfig,
+    a: &Attempt,
+    body: Bytes,
+    pass: &HeaderMap,
+    stream: bool,
+    slot_wait: Duration,
+) -> (Option<Failure>, Option<Got>) {
+    let connect = |body: String| Failure { status: None, body, phase: Phase::Connect, retry_after_ms: None };
+    let Some(slot) = st.health.acquire(&a.provider, &a.key, slot_wait).await else {
+        let msg = format!("no free slot on key {} within {} ms", a.key, slot_wait.as_millis());
+        return (Some(connect(msg)), None);
+    };
+    let up_start = Instant::now();
+    let up = match st.upstream.send(provider, &a.key, a.upstream_protocol, &a.upstream_model, body, pass, stream).await
+    {
+        Ok(up) => up,
+        Err(e) => return (Some(connect(e.to_string())), None),
+    };
+    st.metrics.upstream_seconds.observe(up_start.elapsed().as_secs_f64());
+    let status = up.status().as_u16();
+    let header = |k: &str| up.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (retry_after, retry_after_ms) = (header("retry-after"), header("retry-after-ms"));
+    let ok = (200..300).contains(&status);
+    if ok && stream {
+        let mut rest = up.bytes_stream().boxed();
+        return match rest.next().await {
+            Some(Err(e)) => {
+                let f = Failure {
+                    status: Some(status),
+                    body: without_url(&e),
+                    phase: Phase::FirstByte,
+                    retry_after_ms: None,
+                };
+                (Some(f), None)
+            }
+            first => {
+                let up = stream::Upstream {
+                    first: first.and_then(Result::ok),
+                    rest,
+                    slot,
+                    provider: a.provider.clone(),
+                    key: a.key.clone(),
+                };
+                (None, Some(Got::Stream(up)))
+            }
+        };
+    }
+    let bytes = up.bytes().await;
+    drop(slot);
+    match bytes {
+        Err(e) => {
+            let phase = if ok { Phase::FirstByte } else { Phase::Response };
+            let f = Failure { status: Some(status), body: without_url(&e), phase, retry_after_ms: None };
+            (Some(f), None)
+        }
+        Ok(body) if ok => (None, Some(Got::Body { status, body, retry_after, retry_after_ms })),
+        Ok(body) => {
+            let head = String::from_utf8_lossy(&body[..body.len().min(FAILURE_BODY)]).into_owned();
+            let wait = retry_after_ms
+                .as_deref()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .or_else(|| retry_after.as_deref().and_then(retry_after_to_ms));
+            let f = Failure { status: Some(status), body: head, phase: Phase::Response, retry_after_ms: wait };
+            (Some(f), Some(Got::Body { status, body, retry_after, retry_after_ms }))
+        }
+    }
+}
+
+/// `retry-after` in ms: delay-seconds (fractions allowed), or an HTTP date from now.
+fn retry_after_to_ms(v: &str) -> Option<u64> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0).min(u64::MAX as f64) as u64);
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now()).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    )
+}
+
+fn upstream_label(a: &Attempt, class: &str) -> UpstreamLabels {
+    UpstreamLabels { provider: a.provider.clone(), key: a.key.clone(), class: class.into() }
+}
+
+/// `x-shadowgate-attempts` and `x-shadowgate-upstream` (provider and key name, never the key).
+fn attempt_headers(resp: &mut Response, dims: &Dims) {
+    let h = resp.headers_mut();
+    h.insert("x-shadowgate-attempts", HeaderValue::from(dims.attempts));
+    if let Ok(v) = HeaderValue::from_str(&dims.upstream) {
+        h.insert("x-shadowgate-upstream", v);
+    }
+}
+
+/// Every key of the route rests: 429 (or 503) with `retry-after`, in the client's protocol.
+fn unavailable(client: Protocol, u: &shadowgate_core::routing::Unavailable) -> Response {
+    let status = StatusCode::from_u16(u.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut resp = ApiError::new(client, status, &u.message).into_response();
+    let secs = u.retry_after_ms.div_ceil(1000).max(1);
+    resp.headers_mut().insert("retry-after", HeaderValue::from(secs));
+    resp.headers_mut().insert("x-shadowgate-attempts", HeaderValue::from_static("0"));
+    resp
 }
 
 /// The `ok` value of an envelope as bytes, without another copy.

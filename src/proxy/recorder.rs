@@ -3,7 +3,7 @@
 //! from the redacted case (so replay compares like with like: the tokenizer
 //! counts the hashed text it will see, not the original).
 
-use crate::case::{Case, UpstreamResponse};
+use crate::case::{Case, CaseRouting, UpstreamResponse};
 use crate::plan;
 use crate::record::{CaseRow, Dims};
 use crate::sink::redact::Redactor;
@@ -51,6 +51,17 @@ pub struct Exchange {
     pub ctx: Context,
     /// The answer.
     pub answer: Answer,
+    /// The routing queries the request was served with.
+    pub routing: RoutingTrace,
+}
+
+/// The `routing.resolve` query and the `routing.next` queries of one request, as sent to the core.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingTrace {
+    /// The `routing.resolve` query.
+    pub resolve: Bytes,
+    /// One `routing.next` query per failed attempt.
+    pub next: Vec<Bytes>,
 }
 
 fn json_or_text(b: &[u8]) -> Value {
@@ -123,6 +134,10 @@ impl Recorder {
             profile: ex.profile.clone(),
             context: Some(ex.ctx.clone()),
             headers: ex.headers.clone(),
+            routing: Some(CaseRouting {
+                resolve: json_or_text(&ex.routing.resolve),
+                next: ex.routing.next.iter().map(|q| json_or_text(q)).collect(),
+            }),
         };
         crate::sink::redact_case(&self.redactor, &mut case);
         case

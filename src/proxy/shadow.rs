@@ -388,6 +388,8 @@ mod tests {
             stream: false,
             mode: "shadow".into(),
             compat_profile: String::new(),
+            upstream: String::new(),
+            attempts: 1,
         };
         let call = ShadowCall {
             call: plan::tokenizer_call(Protocol::AnthropicMessages, text),

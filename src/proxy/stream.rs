@@ -6,9 +6,11 @@
 
 use super::app::AppState;
 use super::metrics::ModuleRuntimeLabels;
+use super::metrics::UpstreamLabels;
 use super::mode::{self, Resolution};
 use super::primary::{Served, module_mode, on_pool};
 use super::recorder::{Answer, Exchange};
+use super::routing::Slot;
 use super::shadow::ShadowCall;
 use super::upstream::without_url;
 use crate::plan::{self, Deferred};
@@ -18,6 +20,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use shadowgate_core::Module;
+use shadowgate_core::routing::FailureClass;
 use shadowgate_runtime::{RuntimeError, RuntimeKind, Stream};
 use std::sync::Arc;
 use std::time::Instant;
@@ -87,6 +90,22 @@ impl StreamCopy {
     }
 }
 
+/// A success stream from the upstream: its first chunk (already read, so a
+/// failure before it could still be retried), the rest, and the key's slot,
+/// held until the stream ends.
+pub struct Upstream {
+    /// The first chunk; none when the stream ended at once.
+    pub first: Option<Bytes>,
+    /// The chunks after it.
+    pub rest: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    /// The key's slot.
+    pub slot: Slot,
+    /// Provider name.
+    pub provider: String,
+    /// Key name.
+    pub key: String,
+}
+
 /// The primary's stream session: a wasm one is fed on the primary pool, a native one inline.
 struct Session {
     inner: Box<dyn Stream>,
@@ -131,7 +150,7 @@ pub fn respond(
     extra: Vec<Deferred>,
     mut exchange: Exchange,
     include_usage: bool,
-    up: reqwest::Response,
+    up: Upstream,
 ) -> Response {
     let (ctx, upstream, client) = (exchange.ctx.clone(), exchange.upstream, exchange.client);
     let mode = module_mode(&st, &res, Module::Streaming);
@@ -175,13 +194,17 @@ pub fn respond(
             }
         };
         conversion += start.elapsed();
-        let mut body = up.bytes_stream();
+        let Upstream { first, rest, slot, provider, key } = up;
+        let mut body = futures_util::stream::iter(first.map(Ok)).chain(rest);
         let mut client_gone = false;
+        let mut failed = None;
         loop {
             let chunk = match body.next().await {
                 Some(Ok(c)) => c,
                 Some(Err(e)) => {
+                    // Bytes reached the client: never retried; the session's close says why.
                     tracing::warn!(request_id = %dims.request_id, error = %without_url(&e), "upstream stream broke off");
+                    failed = Some(FailureClass::MidStream);
                     break;
                 }
                 None => break,
@@ -215,6 +238,11 @@ pub fn respond(
                 break;
             }
         }
+        drop(body);
+        drop(slot);
+        st.health.outcome(&provider, &key, failed);
+        let class = failed.map_or("ok", FailureClass::as_str).into();
+        st.metrics.upstream_attempts.get_or_create(&UpstreamLabels { provider, key, class }).inc();
         let closed = Instant::now();
         let on_pool = session.on_pool;
         let last = match session.close(&st).await {

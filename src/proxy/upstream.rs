@@ -31,11 +31,11 @@ pub struct Upstream {
     endpoints: HashMap<String, Endpoint>,
 }
 
-/// Where one provider's requests go and how they authenticate.
+/// Where one provider's requests go and how each of its keys authenticates.
 struct Endpoint {
     url: reqwest::Url,
-    /// The credentials header, marked sensitive (never logged).
-    auth: Option<(HeaderName, HeaderValue)>,
+    /// The credentials header per key name, marked sensitive (never logged).
+    auth: HashMap<String, (HeaderName, HeaderValue)>,
 }
 
 /// The request path of a protocol, under the provider's base URL.
@@ -64,42 +64,46 @@ impl Upstream {
             let url = format!("{}{}", p.base_url.trim_end_matches('/'), path(p.protocol));
             let url = reqwest::Url::parse(&url)
                 .map_err(|e| ServeError::config(format!("providers[{i}].base_url"), format!("{url:?}: {e}")))?;
-            let auth = match &p.api_key_env {
-                None => None,
-                Some(var) => {
-                    let key = std::env::var(var).map_err(|_| {
-                        ServeError::config(
-                            format!("providers[{i}].api_key_env"),
-                            format!("environment variable {var} is not set"),
-                        )
-                    })?;
-                    let (name, value) = match p.protocol {
-                        Protocol::OpenAiChat | Protocol::OpenAiResponses => {
-                            (header::AUTHORIZATION, format!("Bearer {key}"))
-                        }
-                        Protocol::Gemini => (HeaderName::from_static("x-goog-api-key"), key),
-                        Protocol::AnthropicMessages => (HeaderName::from_static("x-api-key"), key),
-                    };
-                    let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                        ServeError::config(
-                            format!("providers[{i}].api_key_env"),
-                            format!("the key in {var} is not a valid header value"),
-                        )
-                    })?;
-                    value.set_sensitive(true);
-                    Some((name, value))
-                }
+            let mut auth = HashMap::new();
+            let vars: Vec<(String, String)> = match (&p.api_key_env, p.api_key_envs.is_empty()) {
+                (Some(var), _) => vec![(format!("providers[{i}].api_key_env"), var.clone())],
+                (None, false) => p
+                    .api_key_envs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| (format!("providers[{i}].api_key_envs[{k}].env"), c.env.clone()))
+                    .collect(),
+                (None, true) => Vec::new(),
             };
+            for (at, var) in vars {
+                let key = std::env::var(&var)
+                    .map_err(|_| ServeError::config(at.clone(), format!("environment variable {var} is not set")))?;
+                let (name, value) = match p.protocol {
+                    Protocol::OpenAiChat | Protocol::OpenAiResponses => {
+                        (header::AUTHORIZATION, format!("Bearer {key}"))
+                    }
+                    Protocol::Gemini => (HeaderName::from_static("x-goog-api-key"), key),
+                    Protocol::AnthropicMessages => (HeaderName::from_static("x-api-key"), key),
+                };
+                let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                    ServeError::config(at.clone(), format!("the key in {var} is not a valid header value"))
+                })?;
+                value.set_sensitive(true);
+                auth.insert(var, (name, value));
+            }
             endpoints.insert(p.name.clone(), Endpoint { url, auth });
         }
         Ok(Upstream { client, endpoints })
     }
 
-    /// Sends a converted request to `provider`; `model` names the upstream
-    /// model (a Gemini URL carries it: `…/models/{model}:generateContent`).
+    /// Sends a converted request to `provider` with its key `key` (by name);
+    /// `model` names the upstream model (a Gemini URL carries it:
+    /// `…/models/{model}:generateContent`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
         provider: &ProviderConfig,
+        key: &str,
         protocol: Protocol,
         model: &str,
         body: Bytes,
@@ -126,7 +130,7 @@ impl Upstream {
         if stream {
             req = req.header(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
         }
-        if let Some((name, value)) = &endpoint.auth {
+        if let Some((name, value)) = endpoint.auth.get(key) {
             req = req.header(name, value);
         }
         if protocol == Protocol::AnthropicMessages && !pass.contains_key("anthropic-version") {
@@ -197,15 +201,59 @@ pub struct ProviderConfig {
     /// Env var holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// A pool of keys instead: env vars, each with its own cap.
+    #[serde(default)]
+    pub api_key_envs: Vec<KeyConfig>,
+    /// Most requests in flight at once on `api_key_env` (or on the keyless provider).
+    #[serde(default)]
+    pub max_inflight: Option<u32>,
     /// Compat profile (default: the protocol's).
     #[serde(default)]
     pub profile: Option<String>,
 }
 
+/// One key of a provider's pool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Env var holding the key; also the key's name in headers, metrics and records.
+    pub env: String,
+    /// Most requests in flight at once on it.
+    #[serde(default)]
+    pub max_inflight: Option<u32>,
+}
+
 impl ProviderConfig {
+    /// Its keys by name with their caps: the pool, the one key, or [`NO_KEY`](shadowgate_core::routing::NO_KEY).
+    pub fn keys(&self) -> Vec<(String, Option<u32>)> {
+        if !self.api_key_envs.is_empty() {
+            return self.api_key_envs.iter().map(|k| (k.env.clone(), k.max_inflight)).collect();
+        }
+        let name = self.api_key_env.clone().unwrap_or_else(|| shadowgate_core::routing::NO_KEY.to_string());
+        vec![(name, self.max_inflight)]
+    }
+
     /// Checks the URL and that the profile is one of the protocol's; `at` is the provider's key.
     pub fn validate(&self, at: &str) -> Result<(), Invalid> {
         let key = |k: &str| format!("{at}.{k}");
+        if self.api_key_env.is_some() && !self.api_key_envs.is_empty() {
+            return Err(Invalid::new(key("api_key_envs"), "give `api_key_env` or `api_key_envs`, not both"));
+        }
+        if !self.api_key_envs.is_empty() && self.max_inflight.is_some() {
+            return Err(Invalid::new(key("max_inflight"), "with `api_key_envs`, each key sets its own `max_inflight`"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, k) in self.api_key_envs.iter().enumerate() {
+            if !seen.insert(k.env.as_str()) {
+                return Err(Invalid::new(key(&format!("api_key_envs[{i}].env")), format!("duplicate key {:?}", k.env)));
+            }
+            if k.max_inflight == Some(0) {
+                return Err(Invalid::new(key(&format!("api_key_envs[{i}].max_inflight")), "must be at least 1"));
+            }
+        }
+        if self.max_inflight == Some(0) {
+            return Err(Invalid::new(key("max_inflight"), "must be at least 1"));
+        }
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
             return Err(Invalid::new(key("base_url"), format!("{:?} is not an http(s) URL", self.base_url)));
         }

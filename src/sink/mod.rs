@@ -447,6 +447,11 @@ pub fn redact_case(r: &Redactor, case: &mut Case) {
         *s = r.sse(s);
     }
     case.headers = r.headers(&case.headers);
+    // Routing queries carry the model, tenant and upstream error bodies.
+    if let Some(routing) = &mut case.routing {
+        r.json(&mut routing.resolve);
+        routing.next.iter_mut().for_each(|q| r.json(q));
+    }
 }
 
 /// Whether `versions` (core and guest) differ from those the last run under

@@ -198,6 +198,8 @@ mod tests {
             stream: false,
             mode: "shadow".into(),
             compat_profile: "anthropic/1".into(),
+            upstream: String::new(),
+            attempts: 1,
         }
     }
 

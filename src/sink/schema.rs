@@ -74,6 +74,8 @@ fn dims_fields() -> Vec<Field> {
         utf8("model", false),
         Field::new("stream", DataType::Boolean, false),
         utf8("mode", false),
+        utf8("upstream", true),
+        Field::new("attempts", DataType::Int32, true),
     ]
 }
 
@@ -132,6 +134,7 @@ static CASES: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("primary_outputs", string_map(), false),
         utf8("sampling_reason", false),
         utf8("redaction_version", false),
+        utf8("routing", true),
     ]);
     f.extend(version_fields());
     Arc::new(Schema::new(f))
@@ -149,6 +152,8 @@ struct DimsBuilder {
     model: StringBuilder,
     stream: BooleanBuilder,
     mode: StringBuilder,
+    upstream: StringBuilder,
+    attempts: Int32Builder,
 }
 
 impl DimsBuilder {
@@ -163,6 +168,8 @@ impl DimsBuilder {
         self.model.append_value(&d.model);
         self.stream.append_value(d.stream);
         self.mode.append_value(&d.mode);
+        self.upstream.append_value(&d.upstream);
+        self.attempts.append_value(i32::try_from(d.attempts).unwrap_or(i32::MAX));
     }
 
     fn finish(&mut self, out: &mut Vec<ArrayRef>) {
@@ -180,6 +187,8 @@ impl DimsBuilder {
         }
         out.push(Arc::new(self.stream.finish()));
         out.push(Arc::new(self.mode.finish()));
+        out.push(Arc::new(self.upstream.finish()));
+        out.push(Arc::new(self.attempts.finish()));
     }
 }
 
@@ -323,7 +332,7 @@ pub struct CaseBatch {
     created: Int64Builder,
     seed: UInt64Builder,
     outputs: MapBuilder<StringBuilder, StringBuilder>,
-    tail: [StringBuilder; 2],
+    tail: [StringBuilder; 3],
     versions: VersionsBuilder,
     rows: usize,
 }
@@ -379,6 +388,7 @@ impl CaseBatch {
         self.outputs.append(true).expect("map keys and values are pushed in pairs");
         self.tail[0].append_value(&r.sampling_reason);
         self.tail[1].append_value(super::redact::VERSION);
+        self.tail[2].append_option(case.routing.as_ref().map(|r| serde_json::to_string(r).unwrap_or_default()));
         self.versions.push(&r.ruleset_version, &r.dims.compat_profile, v);
         self.rows += 1;
     }
@@ -485,6 +495,9 @@ impl<'a> Cols<'a> {
         .map(|n| self.required(n));
         let ts = self.i64s("timestamp")?;
         let stream = self.bools("stream")?;
+        // Written since routing plans attempts; older files have neither.
+        let served_by = self.strings("upstream").unwrap_or_default();
+        let attempts = self.i64s("attempts").unwrap_or_default();
         let mut cols = [request_id?, tenant?, route?, endpoint?, client?, upstream?, model?, mode?, profile?]
             .map(|v| v.into_iter());
         let protocol = |name: &str, s: String| {
@@ -509,6 +522,8 @@ impl<'a> Cols<'a> {
                     stream: stream[i],
                     mode: next(7),
                     compat_profile: next(8),
+                    upstream: served_by.get(i).cloned().flatten().unwrap_or_default(),
+                    attempts: attempts.get(i).copied().flatten().and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
                 })
             })
             .collect()
@@ -617,6 +632,7 @@ pub fn decode_cases(batch: &RecordBatch) -> Result<Vec<StoredCase>, DecodeError>
     let seed = c.i64s("ctx_id_seed")?;
     let runtime = c.required("primary_runtime")?;
     let reason = c.required("sampling_reason")?;
+    let routing = c.strings("routing").unwrap_or_default();
     let version_names = ["ruleset_version", "core_version", "guest_sha256", "sse_protocol", "build_version"];
     let versions: Vec<Vec<String>> = version_names.iter().map(|n| c.required(n)).collect::<Result<_, _>>()?;
     let outputs = c.get("primary_outputs")?.as_map_opt().ok_or_else(|| Cols::wrong("primary_outputs", "map"))?;
@@ -649,6 +665,7 @@ pub fn decode_cases(batch: &RecordBatch) -> Result<Vec<StoredCase>, DecodeError>
                 id_seed: seed[i].unwrap_or(0) as u64,
             }),
             headers: serde_json::from_str(&headers[i]).unwrap_or_default(),
+            routing: routing.get(i).cloned().flatten().and_then(|r| serde_json::from_str(&r).ok()),
         };
         out.push(StoredCase {
             case,
