@@ -2,7 +2,7 @@
 # Every target first makes sure the wasm32 target is installed: fresh machines
 # set RUSTUP_AUTO_INSTALL=0, so rust-toolchain.toml alone does not install it.
 
-.PHONY: demo test lint wasm-target python-deps
+.PHONY: demo test lint wasm-target python-deps system-deps
 
 wasm-target:
 	@rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
@@ -14,7 +14,12 @@ demo: wasm-target
 python-deps:
 	python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
-test: wasm-target python-deps
+# Debian packages for the tests: promtool (package `prometheus`) for the alert rules' unit tests.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v promtool >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: wasm-target python-deps system-deps
 	cargo test --workspace
 
 lint: wasm-target

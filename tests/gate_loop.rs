@@ -92,6 +92,65 @@ fn the_sample_baseline_replays_clean_and_a_changed_module_is_caught_and_attribut
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_sharded_replay_merges_into_the_whole_replays_report_and_verdict() {
+    let dir = tmp("shards");
+    let guest = dir.join("candidate.wasm");
+    std::fs::write(&guest, CANDIDATE_GUEST).unwrap();
+    let json = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let whole = shadowgate(&[
+        "replay",
+        "baselines/sample",
+        "--guest",
+        guest.to_str().unwrap(),
+        "--report-json",
+        &json("whole.json"),
+    ]);
+    assert_eq!(whole.status.code(), Some(1));
+    let mut parts = Vec::new();
+    let mut cases = 0;
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let out = shadowgate(&[
+            "replay",
+            "baselines/sample",
+            "--guest",
+            guest.to_str().unwrap(),
+            "--shard",
+            &shard,
+            "--report-json",
+            &json(&format!("s{k}.json")),
+        ]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(json(&format!("s{k}.json"))).unwrap()).unwrap();
+        assert_eq!(r["shard"], shard);
+        cases += r["cases"].as_u64().unwrap();
+        parts.push(json(&format!("s{k}.json")));
+    }
+    assert_eq!(cases, 12, "three shards hold the 12 sample cases once each");
+    let mut args = vec!["replay", "merge"];
+    args.extend(parts.iter().map(String::as_str));
+    let merged_json = json("merged.json");
+    args.extend(["--report-json", &merged_json]);
+    let merged = shadowgate(&args);
+    assert_eq!(merged.status.code(), Some(1), "the merged verdict is the whole replay's");
+    let read = |p: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let (m, w) = (read(&merged_json), read(&json("whole.json")));
+    for k in ["cases", "replayed", "calls", "exceeded"] {
+        assert_eq!(m[k], w[k], "{k}");
+    }
+    for (a, b) in m["modules"].as_array().unwrap().iter().zip(w["modules"].as_array().unwrap()) {
+        for k in ["module", "calls", "mismatches", "regressions", "errors", "diff_rate", "classes"] {
+            assert_eq!(a[k], b[k], "{k}: {a}");
+        }
+    }
+    // A missing shard is refused, naming it.
+    let out = shadowgate(&["replay", "merge", &parts[0], &parts[2]]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shards missing: 2/3"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn group(n: u64, diff: f64, err: f64, p95_us: i64) -> Group {
     Group {
         key: BTreeMap::from([("module".into(), "compat".into())]),

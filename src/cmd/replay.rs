@@ -1,4 +1,5 @@
-//! `replay`: re-check a baseline in both runtimes.
+//! `replay`: re-check a baseline in both runtimes (or one shard of it);
+//! `replay merge`: add shard reports up into one verdict.
 
 use super::{CmdError, CmdResult, Context, agreed, print};
 use crate::diff::Ruleset;
@@ -8,9 +9,17 @@ use std::path::PathBuf;
 
 /// Flags of `replay`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    /// `merge`: add up the JSON reports of a sharded replay.
+    #[command(subcommand)]
+    pub command: Option<Sub>,
     /// Baseline folder (Parquet `cases` table) or folder of readable cases.
-    pub input: PathBuf,
+    #[arg(required = true)]
+    pub input: Option<PathBuf>,
+    /// Replay only shard K of N (cases by a hash of their id; N shards cover each case once).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<replay::Shard>,
     /// Candidate guest (default: the embedded one).
     #[arg(long)]
     pub guest: Option<PathBuf>,
@@ -37,10 +46,38 @@ pub struct Args {
     pub jobs: Option<usize>,
 }
 
+/// What follows `replay`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Sub {
+    /// Add up the JSON reports of a sharded replay (every shard once) into one report and verdict.
+    Merge(MergeArgs),
+}
+
+/// Flags of `replay merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' `--report-json` files.
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged JSON report here.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+    /// Write the merged Markdown report here.
+    #[arg(long)]
+    pub report_md: Option<PathBuf>,
+}
+
 /// Replays; exit 0 within thresholds, 1 if one is exceeded, 2 on bad input.
 pub fn run(a: Args) -> CmdResult {
+    if let Some(Sub::Merge(m)) = a.command {
+        return merge(m);
+    }
+    let input = a.input.ok_or_else(|| CmdError::input("replay needs a baseline folder or case files"))?;
     let rules = Ruleset::load(a.ruleset.as_deref())?;
-    let cases = replay::load_input(&a.input)?;
+    let mut cases = replay::load_input(&input)?;
+    if let Some(shard) = a.shard {
+        cases.retain(|c| shard.holds(&c.case.id));
+    }
     let candidate = replay::candidate(a.guest.as_ref())?;
     let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let opts = Options {
@@ -50,14 +87,34 @@ pub fn run(a: Args) -> CmdResult {
         jobs,
         progress_bar: true,
     };
-    let report = replay::run(&a.input.display().to_string(), &cases, &candidate, rules, &opts);
-    if let Some(p) = &a.report_json {
-        std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n").context(p.display())?;
+    let mut report = replay::run(&input.display().to_string(), &cases, &candidate, rules, &opts);
+    report.shard = a.shard;
+    write(&report, a.report_json.as_ref(), a.report_md.as_ref())?;
+    verdict(&report)
+}
+
+fn write(report: &replay::Report, json: Option<&PathBuf>, md: Option<&PathBuf>) -> Result<(), CmdError> {
+    if let Some(p) = json {
+        std::fs::write(p, serde_json::to_string_pretty(report)? + "\n").context(p.display())?;
     }
-    if let Some(p) = &a.report_md {
-        std::fs::write(p, replay::render_markdown(&report)).context(p.display())?;
+    if let Some(p) = md {
+        std::fs::write(p, replay::render_markdown(report)).context(p.display())?;
     }
-    print(&replay::render_text(&report));
+    print(&replay::render_text(report));
+    Ok(())
+}
+
+/// `replay merge`: the shards' reports as one; exit as a whole replay would.
+fn merge(m: MergeArgs) -> CmdResult {
+    let mut reports = Vec::new();
+    for p in &m.reports {
+        let text = std::fs::read_to_string(p).context(p.display())?;
+        let r: replay::Report = serde_json::from_str(&text)
+            .map_err(|e| CmdError::input(format!("{}: not a replay JSON report: {e}", p.display())))?;
+        reports.push(r);
+    }
+    let report = replay::merge(reports).map_err(CmdError::input)?;
+    write(&report, m.report_json.as_ref(), m.report_md.as_ref())?;
     verdict(&report)
 }
 

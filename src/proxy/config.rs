@@ -123,6 +123,9 @@ pub struct RouteConfig {
     /// Client protocol (endpoint) it serves; every one when absent.
     #[serde(default)]
     pub endpoint: Option<Protocol>,
+    /// Tenant it serves; every one when absent.
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// Provider name: the one target (or use `targets`).
     #[serde(default)]
     pub provider: Option<String>,
@@ -279,6 +282,11 @@ impl Config {
         self.modules.validate()?;
         self.gate.validate()?;
         let known_tenant = |t: &str| t == "default" || tenants.contains(t);
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Some(t) = r.tenant.as_deref().filter(|t| !known_tenant(t)) {
+                return Err(Invalid::new(format!("routes[{i}].tenant"), format!("no tenant named {t:?}")));
+            }
+        }
         if let Some(t) = self.sampling.tenants.keys().find(|t| !known_tenant(t)) {
             return Err(Invalid::new(format!("sampling.tenants.{t}"), format!("no tenant named {t:?}")));
         }
@@ -314,7 +322,7 @@ impl Config {
                     model: r.model.clone(),
                     aliases: r.aliases.clone(),
                     client_protocol: r.endpoint,
-                    tenant: None,
+                    tenant: r.tenant.clone(),
                     targets: r
                         .targets()
                         .into_iter()
@@ -399,6 +407,42 @@ provider = "openai"
         assert_eq!(e.key, "providers[0].protocol");
         let e = Config::parse(&format!("{OK}\n[modules.stages]\nrouter = \"canary\""), "c.toml").unwrap_err();
         assert_eq!(e.key, "modules.stages.router");
+    }
+
+    #[test]
+    fn failover_targets_and_key_pools_are_checked_by_key() {
+        let chain = OK.replace(
+            "provider = \"openai\"\n",
+            "aliases = [\"default\"]\ntargets = [{ provider = \"openai\", weight = 2 }, { provider = \"azure\" }]\n",
+        );
+        let e = Config::parse(&chain, "c.toml").unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.message.as_str()),
+            ("routes[0].targets[1].provider", "no provider named \"azure\"")
+        );
+        let both =
+            OK.replace("provider = \"openai\"\n", "provider = \"openai\"\ntargets = [{ provider = \"openai\" }]\n");
+        assert_eq!(Config::parse(&both, "c.toml").unwrap_err().key, "routes[0].targets");
+        let neither = OK.replace("provider = \"openai\"\n", "");
+        assert_eq!(Config::parse(&neither, "c.toml").unwrap_err().key, "routes[0].provider");
+        let pool = OK.replace(
+            "base_url = \"http://127.0.0.1:9000/v1\"",
+            "base_url = \"http://127.0.0.1:9000/v1\"\napi_key_env = \"K\"\napi_key_envs = [{ env = \"K1\" }]",
+        );
+        assert_eq!(Config::parse(&pool, "c.toml").unwrap_err().key, "providers[0].api_key_envs");
+        let dup = OK.replace(
+            "base_url = \"http://127.0.0.1:9000/v1\"",
+            "base_url = \"http://127.0.0.1:9000/v1\"\napi_key_envs = [{ env = \"K1\" }, { env = \"K1\" }]",
+        );
+        assert_eq!(Config::parse(&dup, "c.toml").unwrap_err().key, "providers[0].api_key_envs[1].env");
+        let for_tenant = OK.replace("model = \"gpt-*\"", "model = \"gpt-*\"\ntenant = \"acme\"");
+        assert_eq!(Config::parse(&for_tenant, "c.toml").unwrap_err().key, "routes[0].tenant");
+        let ok = chain.replace(", { provider = \"azure\" }", "");
+        let table: serde_json::Value =
+            serde_json::from_str(Config::parse(&ok, "c.toml").unwrap().route_table().get()).unwrap();
+        assert_eq!(table["routes"][0]["aliases"], serde_json::json!(["default"]));
+        assert_eq!(table["routes"][0]["targets"][0]["weight"], 2);
+        assert_eq!(table["retry"]["max_attempts"], 3);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::plan::{self, ModuleCall};
 use crate::sink::schema::decode_cases;
 use crate::sink::{files, read_table};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shadowgate_core::Module;
 use shadowgate_runtime::{NativeRuntime, Runtime, WasmConfig, WasmRuntime, panic_message};
@@ -20,6 +20,10 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+
+mod shard;
+
+pub use shard::{MergeError, Shard, merge};
 
 /// One case to replay, with the outputs recorded for it (Parquet baselines).
 #[derive(Debug, Clone)]
@@ -85,7 +89,7 @@ pub struct Options {
 }
 
 /// A differing path, how often, and example cases.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PathCount {
     /// JSON pointer or `/events/<type>`.
     pub path: String,
@@ -96,7 +100,7 @@ pub struct PathCount {
 }
 
 /// One module's figures.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModuleReport {
     /// Module.
     pub module: Module,
@@ -125,7 +129,7 @@ pub struct ModuleReport {
 }
 
 /// A case whose replay did not finish (a panic in the harness).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CaseFailure {
     /// The case id.
     pub id: String,
@@ -134,7 +138,7 @@ pub struct CaseFailure {
 }
 
 /// The whole report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// What was replayed.
     pub input: String,
@@ -158,6 +162,9 @@ pub struct Report {
     pub thresholds: Value,
     /// Each threshold exceeded, in words.
     pub exceeded: Vec<String>,
+    /// The shard replayed (`K/N`), when only one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     /// Wall time (s).
     pub elapsed_s: f64,
     /// Throughput.
@@ -295,40 +302,7 @@ pub fn run(input: &str, cases: &[ReplayCase], candidate: &Candidate, rules: Rule
     }
     // `Module`'s order is the catalog's.
     let reports: Vec<ModuleReport> = modules.into_iter().map(|(m, acc)| acc.report(m)).collect();
-    let mut exceeded = Vec::new();
-    for r in &reports {
-        let pct = |x: f64| format!("{:.2}%", x * 100.0);
-        if r.diff_rate > opts.max_diff_rate {
-            exceeded.push(format!(
-                "{}: native vs candidate diff rate {} > {} ({} of {} calls)",
-                r.module,
-                pct(r.diff_rate),
-                pct(opts.max_diff_rate),
-                r.mismatches,
-                r.calls
-            ));
-        }
-        if r.regression_rate > opts.max_diff_rate {
-            exceeded.push(format!(
-                "{}: regression vs the baseline {} > {} ({} of {} calls)",
-                r.module,
-                pct(r.regression_rate),
-                pct(opts.max_diff_rate),
-                r.regressions,
-                r.calls
-            ));
-        }
-        if r.error_rate > opts.max_error_rate {
-            exceeded.push(format!(
-                "{}: error rate {} > {} ({} of {} calls)",
-                r.module,
-                pct(r.error_rate),
-                pct(opts.max_error_rate),
-                r.errors,
-                r.calls
-            ));
-        }
-    }
+    let exceeded = exceeded(&reports, opts.max_diff_rate, opts.max_error_rate);
     let mut baseline: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
     for c in cases {
         for (k, v) in &c.versions {
@@ -355,9 +329,49 @@ pub fn run(input: &str, cases: &[ReplayCase], candidate: &Candidate, rules: Rule
         }),
         thresholds: json!({"max_diff_rate": opts.max_diff_rate, "max_error_rate": opts.max_error_rate}),
         exceeded,
+        shard: None,
         elapsed_s: elapsed,
         cases_per_s: replayed as f64 / elapsed.max(1e-9),
     }
+}
+
+/// Each threshold the module figures exceed, in words.
+fn exceeded(reports: &[ModuleReport], max_diff_rate: f64, max_error_rate: f64) -> Vec<String> {
+    let mut exceeded = Vec::new();
+    for r in reports {
+        let pct = |x: f64| format!("{:.2}%", x * 100.0);
+        if r.diff_rate > max_diff_rate {
+            exceeded.push(format!(
+                "{}: native vs candidate diff rate {} > {} ({} of {} calls)",
+                r.module,
+                pct(r.diff_rate),
+                pct(max_diff_rate),
+                r.mismatches,
+                r.calls
+            ));
+        }
+        if r.regression_rate > max_diff_rate {
+            exceeded.push(format!(
+                "{}: regression vs the baseline {} > {} ({} of {} calls)",
+                r.module,
+                pct(r.regression_rate),
+                pct(max_diff_rate),
+                r.regressions,
+                r.calls
+            ));
+        }
+        if r.error_rate > max_error_rate {
+            exceeded.push(format!(
+                "{}: error rate {} > {} ({} of {} calls)",
+                r.module,
+                pct(r.error_rate),
+                pct(max_error_rate),
+                r.errors,
+                r.calls
+            ));
+        }
+    }
+    exceeded
 }
 
 #[derive(Default)]
