@@ -357,7 +357,10 @@ async fn sigterm_under_load_loses_nothing_and_no_secret_reaches_disk_or_logs() {
             "data_dir = \"./shadowgate-data\"",
             &format!("data_dir = {:?}\nflush_interval_ms = 600000", dir.join("data")),
         )
-        .replace("rate = 1.0", "rate = 1.0\ncap_per_minute = 100000");
+        .replace("rate = 1.0", "rate = 1.0\ncap_per_minute = 100000")
+        // The shadow workers run niced: on a loaded CI machine 250 ms is not enough, and a
+        // shadow timeout here would say nothing about what this test checks.
+        .replace("deadline_ms = 250", "deadline_ms = 5000");
     let cfg_path = dir.join("config.toml");
     std::fs::write(&cfg_path, config).unwrap();
 
@@ -445,7 +448,12 @@ async fn sigterm_under_load_loses_nothing_and_no_secret_reaches_disk_or_logs() {
         assert_eq!(rows.get(id.as_str()), Some(&want), "diff rows of {id} (stream {stream})");
         assert!(case_ids.contains(id.as_str()), "case of {id}");
     }
-    assert!(diffs.iter().all(|d| d.outcome == "match" || d.outcome == "ignored"), "native and wasm agree");
+    let disagree: Vec<_> = diffs
+        .iter()
+        .filter(|d| d.outcome != "match" && d.outcome != "ignored")
+        .map(|d| (d.module.as_str(), d.outcome.as_str(), d.diff_paths.clone()))
+        .collect();
+    assert!(disagree.is_empty(), "native and wasm agree: {disagree:?}");
     let leftovers: Vec<_> = walk(&data).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
