@@ -129,11 +129,13 @@ fn main() {
         },
         retention_cases_days: 14,
         retention_diffs_days: 90,
+        spool_max_bytes: u64::MAX,
     };
     let redactor = Arc::new(Redactor::new(b"bench-key-0123456789", &[]).unwrap());
     let stats = SinkStats::default();
     let start = Instant::now();
-    let (tx, sink) = Sink::start(opts, Versions::current(&"ab".repeat(32), "bench"), redactor, stats.clone()).unwrap();
+    let (tx, sink) =
+        Sink::start(opts, Versions::current(&"ab".repeat(32), "bench"), redactor, stats.clone(), None).unwrap();
     let mut sent = 0usize;
     for r in records {
         // The bench waits where the proxy would drop, to time the writer itself.

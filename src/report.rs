@@ -3,8 +3,9 @@
 //! JSON, Markdown, or one self-contained HTML file with a plot of the diff
 //! rate over time per module.
 
-use crate::sink::read_table;
+use crate::sink::read_table_at;
 use crate::sink::schema::{DiffRow, decode_diffs};
+use crate::sink::store::Location;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -141,17 +142,20 @@ pub fn cutoff_us(window: &str) -> Result<i64, WindowError> {
 #[error("{0}")]
 pub struct ReadError(pub String);
 
-/// Reads the `diffs` rows under `data_dir` newer than `since_us`.
+/// Reads the `diffs` rows under `data_dir` (a folder, or `s3://bucket/prefix`) newer than `since_us`.
 pub fn load(data_dir: &Path, since_us: Option<i64>) -> Result<Vec<DiffRow>, ReadError> {
-    let dir = data_dir.join("diffs");
-    if !dir.is_dir() {
-        return Err(ReadError(format!(
-            "{}: no diffs table (expected {}/date=…/*.parquet)",
-            data_dir.display(),
-            dir.display()
-        )));
+    let root = Location::of_path(data_dir).map_err(|e| ReadError(e.to_string()))?;
+    if let Some(local) = root.local() {
+        let dir = local.join("diffs");
+        if !dir.is_dir() {
+            return Err(ReadError(format!(
+                "{}: no diffs table (expected {}/date=…/*.parquet)",
+                data_dir.display(),
+                dir.display()
+            )));
+        }
     }
-    let mut rows = read_table(&dir, decode_diffs).map_err(ReadError)?;
+    let mut rows = read_table_at(&root, "diffs", decode_diffs).map_err(ReadError)?;
     if let Some(cut) = since_us {
         rows.retain(|r| r.dims.timestamp_us >= cut);
     }

@@ -30,7 +30,7 @@ fn promtool(args: &[&str]) -> String {
 
 #[test]
 fn the_alert_rules_are_valid_and_their_unit_tests_pass() {
-    assert!(promtool(&["check", "rules", "shadowgate-rules.yml"]).contains("SUCCESS: 8 rules found"));
+    assert!(promtool(&["check", "rules", "shadowgate-rules.yml"]).contains("SUCCESS: 9 rules found"));
     assert!(promtool(&["test", "rules", "shadowgate-rules.test.yml"]).contains("SUCCESS"));
 }
 

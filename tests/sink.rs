@@ -6,162 +6,27 @@
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef};
 use serde_json::{Value, json};
-use shadowgate::diff::{DiffClass, DiffEntry, DiffKind, DiffResult, Events, Outcome, Summary};
-use shadowgate::record::{CaseRow, Versions};
-use shadowgate::record::{DiffRecord, Dims};
-use shadowgate::sink::files::{self, Rotation};
+use shadowgate::record::Dims;
+use shadowgate::sink::files;
 use shadowgate::sink::redact::Redactor;
 use shadowgate::sink::schema::{Table, decode_cases, decode_diffs};
-use shadowgate::sink::{Sink, SinkOptions, SinkRecord, SinkStats, read_table};
-use shadowgate_core::Module;
-use shadowgate_runtime::RuntimeKind;
+use shadowgate::sink::{Sink, SinkRecord, SinkStats, read_table};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("shadowgate-sink-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn options(dir: &Path, instance: &str) -> SinkOptions {
-    SinkOptions {
-        data_dir: dir.to_path_buf(),
-        instance: instance.into(),
-        channel_size: 100_000,
-        batch_rows: 100,
-        rotation: Rotation {
-            row_group_rows: 1000,
-            max_file_rows: 150,
-            max_file_bytes: 64 << 20,
-            max_file_age: Duration::from_secs(60),
-        },
-        retention_cases_days: 14,
-        retention_diffs_days: 90,
-    }
-}
-
-fn versions(instance: &str) -> Versions {
-    Versions::current(&"ab".repeat(32), instance)
-}
-
-fn dims(i: usize, ts: i64) -> Dims {
-    Dims {
-        request_id: format!("req_{i:04}"),
-        timestamp_us: ts,
-        tenant: ["acme", "globex"][i % 2].into(),
-        route: "claude".into(),
-        endpoint: "/v1/chat/completions".into(),
-        client_protocol: shadowgate_core::Protocol::OpenAiChat,
-        upstream_protocol: Some(shadowgate_core::Protocol::AnthropicMessages),
-        model: "gpt-via-anthropic".into(),
-        stream: i.is_multiple_of(3),
-        mode: "shadow".into(),
-        compat_profile: "anthropic/1".into(),
-        upstream: String::new(),
-        attempts: 1,
-    }
-}
-
-fn result(i: usize) -> DiffResult {
-    let module = [Module::Routing, Module::Compat, Module::Streaming, Module::Tools, Module::Tokenizer][i % 5];
-    match i % 4 {
-        0 => DiffResult {
-            module,
-            outcome: Outcome::Match,
-            class: None,
-            rule: None,
-            diff_count: 0,
-            paths: vec![],
-            summary: Summary::Events(Events {
-                left_events: 12,
-                right_events: 12,
-                left_token_digest: "d1".into(),
-                right_token_digest: "d1".into(),
-                divergence: None,
-            }),
-            ruleset_version: "v1".into(),
-            truncated: false,
-        },
-        1 => DiffResult {
-            module,
-            outcome: Outcome::Mismatch,
-            class: Some(DiffClass::Compat),
-            rule: Some("compat/stop-reason-mapping".into()),
-            diff_count: 2,
-            paths: vec!["/choices/0/finish_reason".into(), "/usage/total_tokens".into()],
-            summary: Summary::Entries {
-                entries: vec![DiffEntry {
-                    path: "/choices/0/finish_reason".into(),
-                    kind: DiffKind::Changed,
-                    left: Some(json!("stop")),
-                    right: Some(json!("length")),
-                    text_diff: None,
-                }],
-                ignored: 0,
-            },
-            ruleset_version: "v1".into(),
-            truncated: false,
-        },
-        2 => DiffResult::failed(module, Outcome::ShadowTimeout, "deadline of 250 ms exceeded", "v1"),
-        _ => DiffResult {
-            module,
-            outcome: Outcome::Ignored,
-            class: Some(DiffClass::Nondeterministic),
-            rule: Some("ids".into()),
-            diff_count: 1,
-            paths: vec!["/id".into()],
-            summary: Summary::Ignored { ignored: 1 },
-            ruleset_version: "v1".into(),
-            truncated: false,
-        },
-    }
-}
-
-fn diff_record(i: usize, ts: i64) -> DiffRecord {
-    DiffRecord {
-        dims: Arc::new(dims(i, ts)),
-        result: result(i),
-        runtime_main: RuntimeKind::Native,
-        runtime_shadow: RuntimeKind::Wasm,
-        latency_main_us: 40 + i as u64,
-        latency_shadow_us: 55 + i as u64,
-    }
-}
-
-fn case_row(i: usize, ts: i64) -> CaseRow {
-    let mut case =
-        shadowgate::case::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("replay/cases")).unwrap()[i % 12].clone();
-    // As the proxy records them: the case id and context carry the request id.
-    case.id = format!("req_{i:04}");
-    case.context =
-        Some(shadowgate_core::Context { request_id: case.id.clone(), created: 1_763_800_000, id_seed: i as u64 });
-    CaseRow {
-        dims: dims(i, ts),
-        case,
-        primary_runtime: "native".into(),
-        outputs: BTreeMap::from([("compat.request".into(), format!("{{\"ok\":{i}}}"))]),
-        sampling_reason: "rate".into(),
-        ruleset_version: "v1".into(),
-    }
-}
-
-const DAY_US: i64 = 86_400_000_000;
-
-fn now_us() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros() as i64
-}
+#[path = "support/sink.rs"]
+mod support;
+use support::*;
 
 #[test]
 fn tables_round_trip_through_our_reader_and_through_pyarrow_and_duckdb() {
     let dir = tmp("roundtrip");
     let redactor = Arc::new(Redactor::new(b"0123456789abcdef0123", &[]).unwrap());
     let stats = SinkStats::default();
-    let (tx, sink) = Sink::start(options(&dir, "node-a"), versions("node-a"), redactor, stats.clone()).unwrap();
+    let (tx, sink) = Sink::start(options(&dir, "node-a"), versions("node-a"), redactor, stats.clone(), None).unwrap();
     let today = now_us();
     let yesterday = today - DAY_US;
     // 600 diff rows over two dates (a file closes at 150 rows, checked per 100-row batch), 30 cases.
@@ -261,7 +126,8 @@ fn temporary_files_of_dead_writers_are_removed_and_retention_prunes_old_partitio
     std::fs::File::options().write(true).open(&stale).unwrap().set_modified(old).unwrap();
 
     let redactor = Arc::new(Redactor::ephemeral(&[]));
-    let (tx, sink) = Sink::start(options(&dir, "node-b"), versions("node-b"), redactor, SinkStats::default()).unwrap();
+    let (tx, sink) =
+        Sink::start(options(&dir, "node-b"), versions("node-b"), redactor, SinkStats::default(), None).unwrap();
     drop(tx);
     sink.finish();
     assert!(!own.exists() && !stale.exists(), "dead writers' temporary files are removed");
@@ -333,26 +199,13 @@ fn all_strings(dir: &Path) -> Vec<String> {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_nothing_and_no_secret_reaches_disk_or_logs() {
     let dir = tmp("sigterm");
     let bin = env!("CARGO_BIN_EXE_shadowgate");
     let (mock_port, proxy_port) = (free_port(), free_port());
-    let mut mock = tokio::process::Command::new(bin)
-        .args(["mock-upstream", "--listen", &format!("127.0.0.1:{mock_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let local = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/local.toml")).unwrap();
-    let config = local
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{mock_port}"))
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{proxy_port}"))
+    let mut mock = mock_upstream(mock_port);
+    let config = local_config(mock_port, proxy_port)
         .replace(
             "data_dir = \"./shadowgate-data\"",
             &format!("data_dir = {:?}\nflush_interval_ms = 600000", dir.join("data")),

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// Flags of `gate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Data dir, or a `report --format json --by module` file.
+    /// Data dir, `s3://bucket/prefix`, or a `report --format json --by module` file.
     pub input: PathBuf,
     /// Config with `[gate]` thresholds and `modules.state_file`.
     #[arg(long)]
@@ -38,7 +38,8 @@ pub fn run(a: Args) -> CmdResult {
     let window = a.since.as_deref().unwrap_or(&gate_cfg.window);
     let cut = report::cutoff_us(window).context("gate.window")?;
     let input = read_input(&a.input, cut)?;
-    let data_dir = matches!(input, Input::Rows(_)).then(|| a.input.clone());
+    // A bucket holds no state file: that comes from --state or the config.
+    let data_dir = (matches!(input, Input::Rows(_)) && !is_object_url(&a.input)).then(|| a.input.clone());
     let state_file = a
         .state
         .or_else(|| cfg.as_ref().and_then(|c| c.modules.state_file.clone()))
@@ -112,6 +113,11 @@ fn hidden_stages(c: &Config) -> String {
 }
 
 /// The report to judge: built from a data dir over `window`, or read from a report JSON.
+/// `s3://bucket/prefix`: the tables of a fleet.
+fn is_object_url(input: &Path) -> bool {
+    input.to_string_lossy().starts_with("s3://")
+}
+
 /// What the gate judges: the rows of a data dir, or an aggregated report.
 enum Input {
     Rows(Vec<DiffRow>),
@@ -120,7 +126,7 @@ enum Input {
 
 /// The rows of a data dir since `cut`, or a report JSON grouped by module.
 fn read_input(input: &Path, cut: i64) -> Result<Input, CmdError> {
-    if input.is_dir() {
+    if input.is_dir() || is_object_url(input) {
         return Ok(Input::Rows(report::load(input, Some(cut))?));
     }
     let text = std::fs::read_to_string(input).context(input.display())?;

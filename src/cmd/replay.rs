@@ -15,7 +15,7 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Sub>,
     /// Baseline folder (Parquet `cases` table) or folder of readable cases.
-    #[arg(required = true)]
+    /// Baseline folder (Parquet `cases` table), `s3://bucket/prefix` holding one, or a folder of readable cases.
     pub input: Option<PathBuf>,
     /// Replay only shard K of N (cases by a hash of their id; N shards cover each case once).
     #[arg(long, value_name = "K/N")]

@@ -21,7 +21,7 @@ pub enum Format {
 /// Flags of `report`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Data dir (the sink's `data_dir`).
+    /// Data dir (the sink's `data_dir`), or `s3://bucket/prefix` (the sink's `url`).
     pub data_dir: PathBuf,
     /// Only rows newer than this (`30m`, `24h`, `7d`).
     #[arg(long)]

@@ -202,6 +202,13 @@ impl Metrics {
         );
         r.register("sink_files_written", "Parquet files made visible, by table", sink.files.clone());
         r.register("sink_rows_failed", "Rows lost to write errors, by table", sink.errors.clone());
+        r.register("sink_uploads", "Files uploaded to the object store, by table", sink.uploads.clone());
+        r.register(
+            "sink_upload_failures",
+            "Failed uploads (retried; the file stays in the spool), by table",
+            sink.upload_failures.clone(),
+        );
+        r.register("sink_spool_bytes", "Bytes in the spool waiting for upload", sink.spool_bytes.clone());
         r.register(
             "sink_writer_panics",
             "Sink writer panics (the proxy then fails readiness)",

@@ -169,7 +169,8 @@ pub fn start_sink(
     let new_version = crate::sink::versions_changed(&opts.data_dir, &versions);
     let stats = SinkStats::default();
     let dir = opts.data_dir.display().to_string();
-    let (sender, sink) = Sink::start(opts, versions, redactor.clone(), stats.clone())
+    let remote = config.sink.remote().map_err(|e| ServeError::config("sink.url", e.to_string()))?;
+    let (sender, sink) = Sink::start(opts, versions, redactor.clone(), stats.clone(), remote)
         .map_err(|source| ServeError::Sink { dir, source })?;
     Ok((Recording { sink: sender, stats, redactor, new_version }, sink))
 }

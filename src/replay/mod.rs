@@ -9,7 +9,8 @@ use crate::case::{self, Case};
 use crate::diff::{DiffResult, Differ, Ruleset};
 use crate::plan::{self, ModuleCall};
 use crate::sink::schema::decode_cases;
-use crate::sink::{files, read_table};
+use crate::sink::store::Location;
+use crate::sink::{files, read_table, read_table_at};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -50,6 +51,15 @@ pub struct InputError {
 /// table if it has one) or a folder of readable cases.
 pub fn load_input(path: &Path) -> Result<Vec<ReplayCase>, InputError> {
     let err = |message: String| InputError { path: path.display().to_string(), message };
+    if path.to_string_lossy().starts_with("s3://") {
+        let root = Location::of_path(path).map_err(|e| err(e.to_string()))?;
+        // A bucket prefix holds a `cases/` table (a serve's or a baseline's).
+        let rows = read_table_at(&root, "cases", decode_cases).map_err(err)?;
+        if rows.is_empty() {
+            return Err(err("no cases table (expected cases/date=…/*.parquet)".into()));
+        }
+        return Ok(stored(rows));
+    }
     if !path.exists() {
         return Err(err("no such file or folder".into()));
     }
@@ -58,10 +68,7 @@ pub fn load_input(path: &Path) -> Result<Vec<ReplayCase>, InputError> {
     if parquet {
         let rows = read_table(&table, decode_cases)
             .map_err(|m| InputError { path: table.display().to_string(), message: m })?;
-        return Ok(rows
-            .into_iter()
-            .map(|r| ReplayCase { case: r.case, recorded: r.outputs, versions: r.versions })
-            .collect());
+        return Ok(stored(rows));
     }
     let cases = case::load(path).map_err(|e| InputError { path: e.file.clone(), message: e.to_string() })?;
     if cases.is_empty() {
@@ -71,6 +78,11 @@ pub fn load_input(path: &Path) -> Result<Vec<ReplayCase>, InputError> {
         .into_iter()
         .map(|case| ReplayCase { case, recorded: BTreeMap::new(), versions: BTreeMap::new() })
         .collect())
+}
+
+/// Stored case rows as cases to replay, with their recorded outputs.
+fn stored(rows: Vec<crate::sink::schema::StoredCase>) -> Vec<ReplayCase> {
+    rows.into_iter().map(|r| ReplayCase { case: r.case, recorded: r.outputs, versions: r.versions }).collect()
 }
 
 /// Replay settings.

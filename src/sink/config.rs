@@ -1,7 +1,7 @@
 //! The `[sink]` config section: where records go, how files rotate, what is kept.
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn d_data_dir() -> PathBuf {
     "./shadowgate-data".into()
@@ -44,6 +44,32 @@ pub struct SinkConfig {
     /// JSON-pointer patterns (`*`, `**`) whose values are always hashed as PII.
     #[serde(default)]
     pub pii_paths: Vec<String>,
+    /// Where the tables go: `s3://bucket/prefix` (then `data_dir` is the
+    /// local spool), or a folder (`file://…` or a path; default: `data_dir`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Allow plain HTTP to the object store (a local S3 server).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Largest spool (closed files not yet uploaded); past it new rows are dropped, counted.
+    #[serde(default = "d_spool_mb")]
+    pub spool_max_mb: u64,
+    /// Files up to this size are one PUT; larger ones a multipart upload in parts of this size (S3: at least 5).
+    #[serde(default = "d_part_mb")]
+    pub upload_part_mb: usize,
+    /// How often the spool is scanned for closed files.
+    #[serde(default = "d_upload_ms")]
+    pub upload_interval_ms: u64,
+}
+
+fn d_spool_mb() -> u64 {
+    1024
+}
+fn d_part_mb() -> usize {
+    8
+}
+fn d_upload_ms() -> u64 {
+    1000
 }
 
 fn d_channel() -> usize {
@@ -93,11 +119,40 @@ impl SinkConfig {
             },
             retention_cases_days: self.retention_days_cases,
             retention_diffs_days: self.retention_days_diffs,
+            spool_max_bytes: self.spool_max_mb.saturating_mul(1 << 20),
         }
     }
 
-    /// Checks the PII path patterns.
+    /// The object store the tables go to, if `url` names one (`None`: local files).
+    pub fn remote(&self) -> Result<Option<super::upload::UploadOptions>, super::store::StoreError> {
+        let Some(url) = self.url.as_deref().filter(|u| u.starts_with("s3://")) else { return Ok(None) };
+        let (store, prefix) = super::store::s3(url, self.allow_http)?;
+        Ok(Some(super::upload::UploadOptions {
+            store,
+            prefix,
+            part_bytes: self.upload_part_mb.max(5) << 20,
+            interval: std::time::Duration::from_millis(self.upload_interval_ms.max(10)),
+            retention_days: [("cases", self.retention_days_cases), ("diffs", self.retention_days_diffs)],
+        }))
+    }
+
+    /// Checks the PII path patterns and the URL.
     pub fn validate(&self) -> Result<(), crate::toml_error::Invalid> {
+        if let Some(url) = &self.url {
+            if let Some(path) = url.strip_prefix("file://") {
+                if self.data_dir != Path::new(path) {
+                    return Err(crate::toml_error::Invalid::new(
+                        "sink.url",
+                        "a file:// url must name data_dir (or leave url out)",
+                    ));
+                }
+            } else if !url.starts_with("s3://") || url.len() <= "s3://".len() {
+                return Err(crate::toml_error::Invalid::new(
+                    "sink.url",
+                    format!("{url:?}: give s3://bucket/prefix or file://<data_dir>"),
+                ));
+            }
+        }
         for (i, p) in self.pii_paths.iter().enumerate() {
             crate::diff::path::PathPattern::parse(p)
                 .map_err(|e| crate::toml_error::Invalid::new(format!("sink.pii_paths[{i}]"), e.to_string()))?;

@@ -12,6 +12,8 @@ pub mod files;
 pub mod redact;
 pub mod sampling;
 pub mod schema;
+pub mod store;
+pub mod upload;
 
 use crate::case::Case;
 use crate::diff::{DiffResult, Summary};
@@ -99,6 +101,12 @@ pub struct SinkStats {
     pub writer_down: Arc<AtomicBool>,
     /// Writer panics (0 or 1: the writer does not restart, it fails readiness).
     pub writer_panics: Counter,
+    /// Files uploaded to the object store, by table.
+    pub uploads: Family<TableLabels, Counter>,
+    /// Failed uploads (each retried; the file stays in the spool), by table.
+    pub upload_failures: Family<TableLabels, Counter>,
+    /// Bytes in the spool waiting for upload.
+    pub spool_bytes: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Marks the writer down if its thread unwinds.
@@ -123,7 +131,7 @@ impl SinkStats {
     pub fn register_tables(&self) {
         for t in [Table::Diffs, Table::Cases] {
             let l = Self::label(t);
-            for family in [&self.rows, &self.dropped, &self.files, &self.errors] {
+            for family in [&self.rows, &self.dropped, &self.files, &self.errors, &self.uploads, &self.upload_failures] {
                 drop(family.get_or_create(&l));
             }
         }
@@ -183,6 +191,8 @@ pub struct SinkOptions {
     pub retention_cases_days: u32,
     /// Days of `diffs` kept.
     pub retention_diffs_days: u32,
+    /// With an object store: the largest spool; past it new rows are dropped (counted).
+    pub spool_max_bytes: u64,
 }
 
 /// What the writer did, when it stops.
@@ -196,10 +206,11 @@ pub struct SinkSummary {
     pub errors: u64,
 }
 
-/// The running writer.
+/// The running writer (and, with an object store, the uploader).
 pub struct Sink {
     handle: JoinHandle<SinkSummary>,
     stop: Arc<AtomicBool>,
+    uploader: Option<upload::Uploader>,
 }
 
 impl Sink {
@@ -210,6 +221,7 @@ impl Sink {
         versions: Versions,
         redactor: Arc<Redactor>,
         stats: SinkStats,
+        remote: Option<upload::UploadOptions>,
     ) -> std::io::Result<(SinkSender, Sink)> {
         std::fs::create_dir_all(&opts.data_dir)?;
         let stale = opts.rotation.max_file_age * 2 + Duration::from_secs(60);
@@ -219,7 +231,16 @@ impl Sink {
         }
         let (sender, rx) = SinkSender::channel(opts.channel_size, stats.clone());
         let down = DownOnPanic(stats.clone());
+        let spool_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let uploader = match remote {
+            Some(r) => Some(upload::Uploader::start(r, opts.data_dir.clone(), stats.clone(), spool_bytes.clone())?),
+            None => None,
+        };
+        let spooling = uploader.is_some();
         let mut w = Writer::new(opts, versions, redactor, stats);
+        if spooling {
+            w.spool = Some(spool_bytes);
+        }
         w.retention();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
@@ -227,14 +248,19 @@ impl Sink {
             let _down = down;
             w.run(rx, &s)
         })?;
-        Ok((sender, Sink { handle, stop }))
+        Ok((sender, Sink { handle, stop, uploader }))
     }
 
     /// Writes what is queued, closes every file and stops. Call it once the
     /// producers are done (a sender kept elsewhere does not hold it up).
     pub fn finish(self) -> SinkSummary {
         self.stop.store(true, Ordering::Release);
-        self.handle.join().unwrap_or_default()
+        let summary = self.handle.join().unwrap_or_default();
+        // The files just closed go up too; what cannot stays in the spool for the next start.
+        if let Some(u) = self.uploader {
+            u.finish();
+        }
+        summary
     }
 }
 
@@ -253,6 +279,8 @@ struct Writer {
     case_files: files::TableFiles,
     summary: SinkSummary,
     last_retention: Instant,
+    /// With an object store: the spool's size, as the uploader last saw it.
+    spool: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 const TICK: Duration = Duration::from_secs(1);
@@ -278,6 +306,7 @@ impl Writer {
             cases: BTreeMap::new(),
             summary: SinkSummary::default(),
             last_retention: Instant::now(),
+            spool: None,
         }
     }
 
@@ -378,6 +407,11 @@ impl Writer {
         let Some(batch) = batch.filter(|b| b.num_rows() > 0) else { return };
         let rows = batch.num_rows() as u64;
         let label = SinkStats::label(t);
+        if self.spool.as_ref().is_some_and(|b| b.load(Ordering::Relaxed) >= self.opts.spool_max_bytes) {
+            tracing::error!(table = t.as_str(), rows, "the upload spool is full; these rows are dropped");
+            self.stats.dropped.get_or_create(&label).inc_by(rows);
+            return;
+        }
         let result = match t {
             Table::Diffs => self.diff_files.write(date, &batch),
             Table::Cases => self.case_files.write(date, &batch),
@@ -468,25 +502,47 @@ pub fn versions_changed(data_dir: &Path, versions: &Versions) -> bool {
     changed
 }
 
+/// Decodes a table's rows.
+type Decode<T> = fn(&arrow_array::RecordBatch) -> Result<Vec<T>, schema::DecodeError>;
+
+/// Reads every row of `table` under a table root (a folder or an object store prefix).
+pub fn read_table_at<T>(root: &store::Location, table: &str, decode: Decode<T>) -> Result<Vec<T>, String> {
+    if let Some(dir) = root.local() {
+        return read_table(&dir.join(table), decode);
+    }
+    let mut out = Vec::new();
+    for (key, _) in root.objects(table)? {
+        let bytes = root.fetch(&key)?;
+        decode_file(bytes, decode, &mut out).map_err(|e| format!("{}: {key}: {e}", root.display()))?;
+    }
+    Ok(out)
+}
+
 /// Reads every row of `table` from the Parquet files under `dir`.
-pub fn read_table<T>(
-    dir: &Path,
-    decode: fn(&arrow_array::RecordBatch) -> Result<Vec<T>, schema::DecodeError>,
-) -> Result<Vec<T>, String> {
+pub fn read_table<T>(dir: &Path, decode: Decode<T>) -> Result<Vec<T>, String> {
     let mut out = Vec::new();
     let paths = files::parquet_files(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for path in paths {
-        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-        let file = std::fs::File::open(&path).map_err(|e| err(&e))?;
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(8192).build())
-            .map_err(|e| err(&e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| err(&e))?;
-            out.extend(decode(&batch).map_err(|e| err(&e))?);
-        }
+        std::fs::File::open(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| decode_file(file, decode, &mut out))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(out)
+}
+
+/// Appends the rows of one Parquet file.
+fn decode_file<R, T>(file: R, decode: Decode<T>, out: &mut Vec<T>) -> Result<(), String>
+where
+    R: parquet::file::reader::ChunkReader + 'static,
+{
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.with_batch_size(8192).build())
+        .map_err(|e| e.to_string())?;
+    for batch in reader {
+        out.extend(decode(&batch.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
