@@ -155,7 +155,8 @@ pub fn load(data_dir: &Path, since_us: Option<i64>) -> Result<Vec<DiffRow>, Read
             )));
         }
     }
-    let mut rows = read_table_at(&root, "diffs", decode_diffs).map_err(ReadError)?;
+    let since = since_us.map(crate::sink::files::partition_date);
+    let mut rows = read_table_at(&root, "diffs", since, decode_diffs).map_err(ReadError)?;
     if let Some(cut) = since_us {
         rows.retain(|r| r.dims.timestamp_us >= cut);
     }

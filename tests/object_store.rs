@@ -261,8 +261,8 @@ async fn a_fleet_of_sinks_loses_no_row_to_a_failing_server_and_pyarrow_reads_the
     // Our reader over the bucket: every row of both instances.
     let root =
         Location::Object { store: direct.clone(), prefix: ObjectPath::from("prod"), url: "s3://fleet/prod".into() };
-    let diffs = read_table_at(&root, "diffs", decode_diffs).unwrap();
-    let cases = read_table_at(&root, "cases", decode_cases).unwrap();
+    let diffs = read_table_at(&root, "diffs", None, decode_diffs).unwrap();
+    let cases = read_table_at(&root, "cases", None, decode_cases).unwrap();
     assert_eq!(diffs.len(), 600);
     assert_eq!(cases.len(), 30);
 
@@ -384,9 +384,9 @@ async fn rows_in_the_spool_survive_kill_9_and_the_restart_uploads_them() {
     let root =
         Location::Object { store: direct.clone(), prefix: ObjectPath::from("prod"), url: "s3://shadow/prod".into() };
     let diffs: BTreeSet<_> =
-        read_table_at(&root, "diffs", decode_diffs).unwrap().into_iter().map(|d| d.dims.request_id).collect();
+        read_table_at(&root, "diffs", None, decode_diffs).unwrap().into_iter().map(|d| d.dims.request_id).collect();
     let cases: BTreeSet<_> =
-        read_table_at(&root, "cases", decode_cases).unwrap().into_iter().map(|c| c.case.id).collect();
+        read_table_at(&root, "cases", None, decode_cases).unwrap().into_iter().map(|c| c.case.id).collect();
     assert!(ids.is_subset(&diffs), "every request's diffs reached the bucket");
     assert!(ids.is_subset(&cases), "every request's case reached the bucket");
 

@@ -10,7 +10,7 @@ use shadowgate::record::Dims;
 use shadowgate::sink::files;
 use shadowgate::sink::redact::Redactor;
 use shadowgate::sink::schema::{Table, decode_cases, decode_diffs};
-use shadowgate::sink::{Sink, SinkRecord, SinkStats, read_table};
+use shadowgate::sink::{Sink, SinkRecord, SinkStats, read_table, read_table_at};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,6 +64,20 @@ fn tables_round_trip_through_our_reader_and_through_pyarrow_and_duckdb() {
         assert_eq!((got.latency_main_us, got.latency_shadow_us), (40 + i as i64, 55 + i as i64));
         assert_eq!((got.runtime_main.as_str(), got.guest_sha256.as_str()), ("native", "ab".repeat(32).as_str()));
     }
+    // A window from today on opens only today's partition.
+    let root = shadowgate::sink::store::Location::Local(dir.clone());
+    let recent = read_table_at(&root, "diffs", Some(files::partition_date(today)), decode_diffs).unwrap();
+    assert_eq!(recent.len(), 300);
+    assert!(recent.iter().all(|d| d.dims.timestamp_us == today));
+    assert_eq!(read_table_at(&root, "diffs", None, decode_diffs).unwrap().len(), 600);
+    // Pruned by path, never opened: an unreadable file in an old partition does not matter.
+    let old = dir.join("diffs/date=2020-01-01");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("part-x-000001.parquet"), b"not parquet").unwrap();
+    assert_eq!(read_table_at(&root, "diffs", Some(files::partition_date(today)), decode_diffs).unwrap().len(), 300);
+    let err = read_table_at(&root, "diffs", None, decode_diffs).unwrap_err();
+    assert!(err.contains("date=2020-01-01/part-x-000001.parquet"), "{err}");
+    std::fs::remove_dir_all(&old).unwrap();
     let cases = read_table(&dir.join("cases"), decode_cases).unwrap();
     assert_eq!(cases.len(), 30);
     for (i, c) in cases.iter().enumerate() {

@@ -54,7 +54,7 @@ pub fn load_input(path: &Path) -> Result<Vec<ReplayCase>, InputError> {
     if path.to_string_lossy().starts_with("s3://") {
         let root = Location::of_path(path).map_err(|e| err(e.to_string()))?;
         // A bucket prefix holds a `cases/` table (a serve's or a baseline's).
-        let rows = read_table_at(&root, "cases", decode_cases).map_err(err)?;
+        let rows = read_table_at(&root, "cases", None, decode_cases).map_err(err)?;
         if rows.is_empty() {
             return Err(err("no cases table (expected cases/date=…/*.parquet)".into()));
         }

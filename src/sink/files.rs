@@ -55,6 +55,12 @@ pub fn partition_date(timestamp_us: i64) -> NaiveDate {
     chrono::DateTime::from_timestamp_micros(timestamp_us).map(|t| t.date_naive()).unwrap_or_default()
 }
 
+/// The partition date in a file's path (`…/date=YYYY-MM-DD/…`).
+pub fn date_of(path: &str) -> Option<NaiveDate> {
+    let at = path.rfind("/date=")? + "/date=".len();
+    NaiveDate::parse_from_str(path.get(at..at + 10)?, "%Y-%m-%d").ok()
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

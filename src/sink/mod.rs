@@ -505,15 +505,25 @@ pub fn versions_changed(data_dir: &Path, versions: &Versions) -> bool {
 /// Decodes a table's rows.
 type Decode<T> = fn(&arrow_array::RecordBatch) -> Result<Vec<T>, schema::DecodeError>;
 
-/// Reads every row of `table` under a table root (a folder or an object store prefix).
-pub fn read_table_at<T>(root: &store::Location, table: &str, decode: Decode<T>) -> Result<Vec<T>, String> {
-    if let Some(dir) = root.local() {
-        return read_table(&dir.join(table), decode);
-    }
+/// Reads the rows of `table` under a table root (a folder or an object store
+/// prefix); with `since`, only the `date=` partitions from that day on are
+/// opened (the rest are pruned by path).
+pub fn read_table_at<T>(
+    root: &store::Location,
+    table: &str,
+    since: Option<NaiveDate>,
+    decode: Decode<T>,
+) -> Result<Vec<T>, String> {
     let mut out = Vec::new();
-    for (key, _) in root.objects(table)? {
-        let bytes = root.fetch(&key)?;
-        decode_file(bytes, decode, &mut out).map_err(|e| format!("{}: {key}: {e}", root.display()))?;
+    let inside = |key: &str| since.is_none_or(|day| files::date_of(key).is_none_or(|d| d >= day));
+    for (key, _) in root.objects(table)?.into_iter().filter(|(k, _)| inside(k)) {
+        let read = match root.local() {
+            Some(_) => {
+                std::fs::File::open(&key).map_err(|e| e.to_string()).and_then(|f| decode_file(f, decode, &mut out))
+            }
+            None => decode_file(root.fetch(&key)?, decode, &mut out),
+        };
+        read.map_err(|e| format!("{}: {key}: {e}", root.display()))?;
     }
     Ok(out)
 }
