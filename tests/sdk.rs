@@ -16,7 +16,13 @@ async fn official_sdks_work_through_the_proxy() {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/local.toml")).unwrap();
     // The mock's 429s are scripted per request and must reach the SDKs as they are: no retries, no cooldowns.
     let once = "\n[routing]\nretry_on = []\n[routing.cooldown]\nrate_limited_ms = 0\n";
-    let text = text.replace("127.0.0.1:9000", &mock.to_string()) + once;
+    // A data dir of its own: upstream cooldowns persist there, and other runs' must not leak in.
+    let dir = std::env::temp_dir().join(format!("shadowgate-sdk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = text
+        .replace("127.0.0.1:9000", &mock.to_string())
+        .replace("data_dir = \"./shadowgate-data\"", &format!("data_dir = {dir:?}"))
+        + once;
     let cfg = Config::parse(&text, "local.toml").unwrap();
     let wasm = Arc::new(WasmRuntime::embedded(WasmConfig { cache_dir: None, ..WasmConfig::default() }).unwrap());
     let (rec, records) = Recording::channel(4096);
@@ -47,4 +53,5 @@ async fn official_sdks_work_through_the_proxy() {
         "{:?}",
         recs.iter().find(|r| !r.result.agrees())
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
