@@ -134,11 +134,14 @@ async fn forward(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (parts, body) = req.into_parts();
+    // Read the whole body first, even of a request about to fail: answering
+    // before the client has sent it resets the connection, and the client
+    // would see a send error instead of the 503.
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
     if p.fails(&parts.method, parts.uri.query().unwrap_or("")) {
         let body = "<Error><Code>SlowDown</Code><Message>injected</Message></Error>";
         return (reqwest::StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
     let url = format!("{}{}", p.upstream, parts.uri.path_and_query().map_or("/", |x| x.as_str()));
     let mut up = p.http.request(parts.method, url).body(body);
     for (k, v) in &parts.headers {
