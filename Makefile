@@ -14,10 +14,12 @@ demo: wasm-target
 python-deps:
 	python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
-# Debian packages for the tests: promtool (package `prometheus`) for the alert rules' unit tests.
+# Debian packages for the tests: promtool (package `prometheus`) for the alert
+# rules' unit tests, and `chromium` to render the HTML reports headless.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := $(if $(shell command -v promtool),,prometheus) $(if $(shell command -v chromium),,chromium)
 system-deps:
-	@command -v promtool >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@[ -z "$(strip $(SYSTEM_PACKAGES))" ] || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; }
 
 test: wasm-target python-deps system-deps
 	cargo test --workspace

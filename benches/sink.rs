@@ -2,14 +2,14 @@
 //! Arrow builders, Snappy Parquet, fsync + rename) and the writer's peak
 //! memory. `cargo bench --bench sink` (plain harness: one timed run per size).
 
-use shadowgate::diff::{DiffClass, DiffEntry, DiffKind, DiffResult, Events, Outcome, Summary};
+#[path = "support/rows.rs"]
+mod rows;
+
 use shadowgate::record::Versions;
 use shadowgate::record::{DiffRecord, Dims};
 use shadowgate::sink::files::Rotation;
 use shadowgate::sink::redact::Redactor;
 use shadowgate::sink::{Sink, SinkOptions, SinkRecord, SinkStats};
-use shadowgate_core::Module;
-use shadowgate_runtime::RuntimeKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,99 +22,12 @@ fn kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-const DIGEST: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-
-/// A realistic mix: 90% match (SSE and JSON), 7% ignored, 3% mismatch with entries.
-fn record(i: usize, dims: &[Arc<Dims>]) -> DiffRecord {
-    let module = [Module::Routing, Module::Compat, Module::Streaming, Module::Tools, Module::Tokenizer][i % 5];
-    let result = match i % 100 {
-        0..=89 if module == Module::Streaming => DiffResult {
-            module,
-            outcome: Outcome::Match,
-            class: None,
-            rule: None,
-            diff_count: 0,
-            paths: vec![],
-            summary: Summary::Events(Events {
-                left_events: 42,
-                right_events: 42,
-                left_token_digest: DIGEST.into(),
-                right_token_digest: DIGEST.into(),
-                divergence: None,
-            }),
-            ruleset_version: "v1".into(),
-            truncated: false,
-        },
-        0..=89 => DiffResult { summary: Summary::None, ..DiffResult::failed(module, Outcome::Match, "", "v1") },
-        90..=96 => DiffResult {
-            module,
-            outcome: Outcome::Ignored,
-            class: Some(DiffClass::Nondeterministic),
-            rule: Some("ids".into()),
-            diff_count: 2,
-            paths: vec!["/id".into(), "/created".into()],
-            summary: Summary::Ignored { ignored: 2 },
-            ruleset_version: "v1".into(),
-            truncated: false,
-        },
-        _ => DiffResult {
-            module,
-            outcome: Outcome::Mismatch,
-            class: Some(DiffClass::Logic),
-            rule: None,
-            diff_count: 1,
-            paths: vec!["/choices/0/message/content".into()],
-            summary: Summary::Entries {
-                entries: vec![DiffEntry {
-                    path: "/choices/0/message/content".into(),
-                    kind: DiffKind::Changed,
-                    left: None,
-                    right: None,
-                    text_diff: Some(
-                        "-Shadow traffic lets you compare two runtimes\n+Shadow traffic lets you compare 2 runtimes"
-                            .into(),
-                    ),
-                }],
-                ignored: 0,
-            },
-            ruleset_version: "v1".into(),
-            truncated: false,
-        },
-    };
-    DiffRecord {
-        dims: dims[i / 6 % dims.len()].clone(),
-        result,
-        runtime_main: RuntimeKind::Native,
-        runtime_shadow: RuntimeKind::Wasm,
-        latency_main_us: 30 + (i % 50) as u64,
-        latency_shadow_us: 45 + (i % 70) as u64,
-    }
-}
-
 fn main() {
     let rows: usize = std::env::var("SINK_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = std::env::temp_dir().join(format!("shadowgate-sink-bench-{}", std::process::id()));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
-    let dims: Vec<Arc<Dims>> = (0..4096)
-        .map(|i| {
-            Arc::new(Dims {
-                request_id: format!("req_{i:024x}"),
-                timestamp_us: now,
-                tenant: ["acme", "globex", "initech"][i % 3].into(),
-                route: ["gpt", "claude", "gpt-via-anthropic"][i % 3].into(),
-                endpoint: "/v1/chat/completions".into(),
-                client_protocol: shadowgate_core::Protocol::OpenAiChat,
-                upstream_protocol: Some(shadowgate_core::Protocol::AnthropicMessages),
-                model: "gpt-via-anthropic".into(),
-                stream: i % 2 == 0,
-                mode: "shadow".into(),
-                compat_profile: "anthropic/1".into(),
-                upstream: String::new(),
-                attempts: 1,
-            })
-        })
-        .collect();
-    let records: Vec<DiffRecord> = (0..rows).map(|i| record(i, &dims)).collect();
+    let dims: Vec<Arc<Dims>> = (0..4096).map(|i| Arc::new(rows::dims(i, format!("req_{i:024x}"), now))).collect();
+    let records: Vec<DiffRecord> = (0..rows).map(|i| rows::record(i, dims[i / 6 % dims.len()].clone())).collect();
     let rss_before = kib("VmRSS:");
     let opts = SinkOptions {
         data_dir: dir.clone(),

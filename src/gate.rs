@@ -3,7 +3,8 @@
 //! that `gate --apply`, the admin API and automatic rollback write and a
 //! running `serve` picks up.
 
-use crate::report::{DataReport, Group};
+use crate::owners::{Owner, Owners};
+use crate::report::{Aggregator, DataReport, Dim, Group, RowView};
 use crate::stage::Stage;
 use serde::{Deserialize, Serialize};
 use shadowgate_core::Module;
@@ -211,6 +212,9 @@ pub struct Verdict {
     pub stage: Stage,
     /// Stage after the verdict.
     pub next_stage: Stage,
+    /// Who fixes the module and where, when the config names an owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 /// The verdict for one module's figures.
@@ -255,6 +259,14 @@ pub fn decide(module: Module, g: Option<&Group>, t: Thresholds, stage: Stage) ->
         thresholds: t,
         stage,
         next_stage,
+        owner: None,
+    }
+}
+
+/// Names each verdict's owner from the ownership table.
+pub fn assign_owners(vs: &mut [Verdict], owners: &Owners) {
+    for v in vs {
+        v.owner = owners.of(v.module).cloned();
     }
 }
 
@@ -301,20 +313,71 @@ pub fn judge(
     state: &State,
     stages: &BTreeMap<String, Stage>,
 ) -> Vec<Verdict> {
-    Module::ALL
-        .into_iter()
-        .map(|m| {
-            let stage = stages.get(m.as_str()).copied().unwrap_or(Stage::Shadow);
-            let entered = state.entered(m.as_str(), stage);
-            let from = entered.map_or(since_us, |e| e.max(since_us));
-            let mine: Vec<_> =
-                rows.iter().filter(|r| r.module == m.as_str() && r.dims.timestamp_us >= from).cloned().collect();
-            let report = crate::report::build(&mine, &[crate::report::Dim::Module]);
-            let observed = entered.or_else(|| mine.iter().map(|r| r.dims.timestamp_us).min());
-            let evidence = Evidence { since_us: from, observed_since_us: observed };
-            with_dwell(decide(m, report.groups.first(), cfg.thresholds(m), stage), evidence, now_us, cfg)
-        })
-        .collect()
+    let mut tally = Tally::new(since_us, state, stages);
+    for r in rows {
+        tally.push(&RowView::from(r));
+    }
+    tally.verdicts(now_us, cfg)
+}
+
+/// One module's evidence as rows stream in.
+struct Judged {
+    module: Module,
+    stage: Stage,
+    entered: Option<i64>,
+    from: i64,
+    first_seen: Option<i64>,
+    figures: Aggregator,
+}
+
+/// [`judge`] one row at a time: what the gate keeps is a few counters and a
+/// latency sketch per module, whatever the number of rows.
+pub struct Tally {
+    modules: Vec<Judged>,
+}
+
+impl Tally {
+    /// Empty evidence for every module, each counted from the later of
+    /// `since_us` and the time it entered its stage.
+    pub fn new(since_us: i64, state: &State, stages: &BTreeMap<String, Stage>) -> Tally {
+        let modules = Module::ALL
+            .into_iter()
+            .map(|m| {
+                let stage = stages.get(m.as_str()).copied().unwrap_or(Stage::Shadow);
+                let entered = state.entered(m.as_str(), stage);
+                let from = entered.map_or(since_us, |e| e.max(since_us));
+                Judged { module: m, stage, entered, from, first_seen: None, figures: Aggregator::new(&[Dim::Module]) }
+            })
+            .collect();
+        Tally { modules }
+    }
+
+    /// Counts one row toward its module, if it falls in that module's evidence.
+    pub fn push(&mut self, r: &RowView) {
+        let Some(j) = self.modules.iter_mut().find(|j| j.module.as_str() == r.module) else { return };
+        if r.timestamp_us < j.from {
+            return;
+        }
+        j.first_seen = Some(j.first_seen.map_or(r.timestamp_us, |t| t.min(r.timestamp_us)));
+        j.figures.push(r);
+    }
+
+    /// The verdicts, in module order.
+    pub fn verdicts(self, now_us: i64, cfg: &GateConfig) -> Vec<Verdict> {
+        self.modules
+            .into_iter()
+            .map(|j| {
+                let report = j.figures.finish();
+                let evidence = Evidence { since_us: j.from, observed_since_us: j.entered.or(j.first_seen) };
+                with_dwell(
+                    decide(j.module, report.groups.first(), cfg.thresholds(j.module), j.stage),
+                    evidence,
+                    now_us,
+                    cfg,
+                )
+            })
+            .collect()
+    }
 }
 
 /// Holds back a pass before the stage's minimum dwell, and says what the verdict rests on.
@@ -463,6 +526,14 @@ pub fn render_table(vs: &[Verdict]) -> String {
             v.reason
         );
     }
+    let owned: Vec<&Verdict> = vs.iter().filter(|v| v.owner.is_some()).collect();
+    if !owned.is_empty() {
+        s += "owners:\n";
+        for v in owned {
+            let fix = if v.verdict == Decision::Fail { "  <- fails: fix here" } else { "" };
+            s += &format!("  {:<10} {}{fix}\n", v.module, v.owner.as_ref().map(Owner::text).unwrap_or_default());
+        }
+    }
     s
 }
 
@@ -526,6 +597,7 @@ mod tests {
             diff_class: None,
             rule_id: None,
             diff_paths: Vec::new(),
+            summary: "null".into(),
             latency_main_us: 10,
             latency_shadow_us: 11,
             ruleset_version: "v1".into(),

@@ -52,6 +52,14 @@ enum Command {
     Report(cmd::report::Args),
     /// Per-module verdicts (pass: may promote, fail: roll back, inconclusive). Exit 1 if any fails.
     Gate(cmd::gate::Args),
+    /// One request: every module call's outcome and differences, versions, and whether its
+    /// case was recorded; without ids, the request ids the filters pick.
+    Show(cmd::show::Args),
+    /// Recorded cases as readable fixtures (`case export ID… --out replay/cases/`).
+    Case {
+        #[command(subcommand)]
+        command: cmd::case::Command,
+    },
     /// Run an OpenAI- and Anthropic-compatible fake provider.
     MockUpstream(cmd::mock::Args),
     /// The whole loop on loopback: mock upstream, proxy in shadow mode, a mixed
@@ -78,6 +86,8 @@ fn main() -> ExitCode {
         Command::Replay(a) => cmd::replay::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Gate(a) => cmd::gate::run(a),
+        Command::Show(a) => cmd::show::run(a),
+        Command::Case { command } => cmd::case::run(command),
         Command::MockUpstream(a) => cmd::mock::run(a),
         Command::Demo(a) => cmd::demo::run(a),
     };

@@ -435,7 +435,7 @@ fn the_demo_runs_end_to_end() {
     assert!(out.status.success());
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches("<polyline class=\"series\"").count(), 5, "one line per module");
-    assert!(page.contains("data-module=\"tokenizer\"") && page.contains("<table>"));
+    assert!(page.contains("data-module=\"tokenizer\"") && page.contains("<table id=\"group-table\">"));
     assert!(!page.contains("<script") && !page.contains("src=\"http"), "self-contained");
     let out = shadowgate(&["report", d, "--since", "soon"]);
     assert_eq!(out.status.code(), Some(2));

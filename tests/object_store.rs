@@ -424,3 +424,41 @@ async fn rows_in_the_spool_survive_kill_9_and_the_restart_uploads_them() {
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `baseline build --out s3://…` puts the new table before deleting the old one; replay reads it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baseline_built_into_a_bucket_replaces_the_last_one_and_replays_clean() {
+    let moto = Moto::start("baselines").await;
+    let direct = bucket(&moto.endpoint, "baselines");
+    // A file of an older build under another date: the new build must remove it.
+    let stale = ObjectPath::from("sample/cases/date=2026-01-01/part-baseline-000001.parquet");
+    direct.put(&stale, PutPayload::from_static(b"PAR1")).await.unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("SHADOWGATE_REDACTION_KEY", "baseline-test-key-0123456789"),
+    ];
+    let bin = env!("CARGO_BIN_EXE_shadowgate");
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("replay/cases");
+    let build = Command::new(bin)
+        .args(["baseline", "build"])
+        .arg(&cases)
+        .args(["--out", "s3://baselines/sample"])
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let stdout = String::from_utf8_lossy(&build.stdout);
+    assert!(stdout.contains("12 cases → s3://baselines/sample/cases/date="), "{stdout}");
+    let listed = keys(direct.as_ref(), "sample").await;
+    assert_eq!(listed.len(), 1, "only the new build is left: {listed:?}");
+    assert!(listed[0].0.starts_with("sample/cases/date=") && listed[0].0.ends_with(".parquet"), "{listed:?}");
+
+    let replay = Command::new(bin).args(["replay", "s3://baselines/sample"]).envs(env).output().unwrap();
+    let out = String::from_utf8_lossy(&replay.stdout);
+    assert!(replay.status.success(), "{out}{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(out.contains("replayed 12 of 12 cases"), "{out}");
+}

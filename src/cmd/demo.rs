@@ -247,12 +247,19 @@ pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError
     out += &format!(
         "sent {requests} requests through the proxy; statuses {statuses:?} (429/500 are the mock's scripted errors)\n\n"
     );
-    let rows = crate::report::load(&data_dir, None)?;
-    let report = crate::report::build(&rows, &[crate::report::Dim::Module]);
+    let gate_cfg = config(mock, &data_dir)?;
+    let state = crate::gate::State::load(&data_dir.join("state/modules.json"))?;
+    let stages = state.stages.clone();
+    let cut = crate::report::cutoff_us(&gate_cfg.gate.window).unwrap_or(0);
+    let mut figures = crate::report::Aggregator::new(&[crate::report::Dim::Module]);
+    let mut tally = crate::gate::Tally::new(cut, &state, &stages);
+    crate::report::scan(&data_dir, None, &mut |r| {
+        figures.push(r);
+        tally.push(r);
+    })?;
+    let report = figures.finish();
     out += "== diff report by module (native primary, wasm shadow) ==\n";
     out += &crate::report::render_table(&report);
-    let gate_cfg = config(mock, &data_dir)?;
-    let stages = crate::gate::State::load(&data_dir.join("state/modules.json"))?.stages;
     let t = |m| gate_cfg.gate.thresholds(m);
     let (compat, tokenizer) = (t(shadowgate_core::Module::Compat), t(shadowgate_core::Module::Tokenizer));
     out += &format!(
@@ -267,9 +274,7 @@ pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError
         compat.min_samples,
         gate_cfg.gate.min_dwell.shadow,
     );
-    let state = crate::gate::State::load(&data_dir.join("state/modules.json"))?;
-    let cut = crate::report::cutoff_us(&gate_cfg.gate.window).unwrap_or(0);
-    let verdicts = crate::gate::judge(&rows, cut, crate::clock::now_us(), &gate_cfg.gate, &state, &stages);
+    let verdicts = tally.verdicts(crate::clock::now_us(), &gate_cfg.gate);
     out += &crate::gate::render_table(&verdicts);
 
     // Detection: a candidate guest with two modules changed, replayed over the cases just recorded.

@@ -4,8 +4,9 @@ use super::{CmdError, CmdResult, Context, TextOrJson, print};
 use crate::gate::{self, Decision, State, Verdict};
 use crate::proxy::config::Config;
 use crate::report::{self, DataReport, Dim};
-use crate::sink::schema::DiffRow;
+use crate::stage::Stage;
 use shadowgate_core::Module;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -33,29 +34,24 @@ pub struct Args {
 
 /// Prints the verdicts; exit 1 if any module fails.
 pub fn run(a: Args) -> CmdResult {
-    let cfg = a.config.as_deref().map(Config::load).transpose()?;
-    let gate_cfg = cfg.as_ref().map(|c| c.gate.clone()).unwrap_or_default();
+    let input = read_input(&a.input)?;
+    let table = matches!(input, Input::Table);
+    let setup = Setup::load(&a.input, table, a.config.as_deref(), a.state)?;
+    let state_file =
+        setup.state_file.clone().ok_or_else(|| CmdError::input("no state file: pass --state or --config"))?;
+    let Setup { cfg, gate: gate_cfg, state: st, stages, .. } = setup;
     let window = a.since.as_deref().unwrap_or(&gate_cfg.window);
     let cut = report::cutoff_us(window).context("gate.window")?;
-    let input = read_input(&a.input, cut)?;
-    // A bucket holds no state file: that comes from --state or the config.
-    let data_dir = (matches!(input, Input::Rows(_)) && !is_object_url(&a.input)).then(|| a.input.clone());
-    let state_file = a
-        .state
-        .or_else(|| cfg.as_ref().and_then(|c| c.modules.state_file.clone()))
-        .or_else(|| data_dir.map(|d| d.join("state/modules.json")))
-        .or_else(|| cfg.as_ref().map(|c| c.sink.data_dir.join("state/modules.json")))
-        .ok_or_else(|| CmdError::input("no state file: pass --state or --config"))?;
-    let st = State::load(&state_file)?;
-    let mut stages = st.stages.clone();
-    if let Some(c) = &cfg {
-        for m in Module::ALL {
-            stages.entry(m.as_str().to_string()).or_insert_with(|| c.modules.stage(m));
-        }
-    }
     let now = crate::clock::now_us();
     let (verdicts, rows) = match &input {
-        Input::Rows(rows) => (gate::judge(rows, cut, now, &gate_cfg, &st, &stages), rows.len() as u64),
+        Input::Table => {
+            let (mut tally, mut rows) = (gate::Tally::new(cut, &st, &stages), 0u64);
+            report::scan(&a.input, Some(cut), &mut |r| {
+                rows += 1;
+                tally.push(r);
+            })?;
+            (tally.verdicts(now, &gate_cfg), rows)
+        }
         // An aggregated report: its rows cannot be split by stage; the dwell counts from the
         // stage change in the history, else from the report's first row.
         Input::Report(r) => {
@@ -71,6 +67,10 @@ pub fn run(a: Args) -> CmdResult {
             (verdicts, r.rows)
         }
     };
+    let mut verdicts = verdicts;
+    if let Some(c) = &cfg {
+        gate::assign_owners(&mut verdicts, &c.owners);
+    }
     let mut text = format!("gate over {window} of {} ({rows} rows)\n", a.input.display());
     text += &gate::render_table(&verdicts);
     if a.apply {
@@ -90,6 +90,43 @@ pub fn run(a: Args) -> CmdResult {
     });
     let failed = verdicts.iter().any(|v| v.verdict == Decision::Fail);
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// What the gate judges with: the config (if any), its `[gate]`, the state
+/// file and what it holds, and each module's stage (the state's, else the config's).
+pub(super) struct Setup {
+    pub cfg: Option<Config>,
+    pub gate: gate::GateConfig,
+    pub state_file: Option<PathBuf>,
+    pub state: State,
+    pub stages: BTreeMap<String, Stage>,
+}
+
+impl Setup {
+    /// The state file is `state`, else the config's, else `<input>/state/modules.json` for a
+    /// local data dir (`table`), else the config's data dir's; a bucket holds none.
+    pub(super) fn load(
+        input: &Path,
+        table: bool,
+        config: Option<&Path>,
+        state: Option<PathBuf>,
+    ) -> Result<Setup, CmdError> {
+        let cfg = config.map(Config::load).transpose()?;
+        let gate = cfg.as_ref().map(|c| c.gate.clone()).unwrap_or_default();
+        let data_dir = (table && !is_object_url(input)).then(|| input.to_path_buf());
+        let state_file = state
+            .or_else(|| cfg.as_ref().and_then(|c| c.modules.state_file.clone()))
+            .or_else(|| data_dir.map(|d| d.join("state/modules.json")))
+            .or_else(|| cfg.as_ref().map(|c| c.sink.data_dir.join("state/modules.json")));
+        let state = state_file.as_deref().map(State::load).transpose()?.unwrap_or_default();
+        let mut stages = state.stages.clone();
+        if let Some(c) = &cfg {
+            for m in Module::ALL {
+                stages.entry(m.as_str().to_string()).or_insert_with(|| c.modules.stage(m));
+            }
+        }
+        Ok(Setup { cfg, gate, state_file, state, stages })
+    }
 }
 
 /// Warnings for modes in `c` that override the stages `--apply` writes.
@@ -112,22 +149,21 @@ fn hidden_stages(c: &Config) -> String {
     w
 }
 
-/// The report to judge: built from a data dir over `window`, or read from a report JSON.
 /// `s3://bucket/prefix`: the tables of a fleet.
-fn is_object_url(input: &Path) -> bool {
+pub(super) fn is_object_url(input: &Path) -> bool {
     input.to_string_lossy().starts_with("s3://")
 }
 
-/// What the gate judges: the rows of a data dir, or an aggregated report.
+/// What the gate judges: the `diffs` table of a data dir or bucket (streamed), or an aggregated report.
 enum Input {
-    Rows(Vec<DiffRow>),
-    Report(DataReport),
+    Table,
+    Report(Box<DataReport>),
 }
 
-/// The rows of a data dir since `cut`, or a report JSON grouped by module.
-fn read_input(input: &Path, cut: i64) -> Result<Input, CmdError> {
+/// A data dir or bucket, or a report JSON grouped by module.
+fn read_input(input: &Path) -> Result<Input, CmdError> {
     if input.is_dir() || is_object_url(input) {
-        return Ok(Input::Rows(report::load(input, Some(cut))?));
+        return Ok(Input::Table);
     }
     let text = std::fs::read_to_string(input).context(input.display())?;
     let r: DataReport = serde_json::from_str(&text).context(format_args!("{}: not a report JSON", input.display()))?;
@@ -137,7 +173,7 @@ fn read_input(input: &Path, cut: i64) -> Result<Input, CmdError> {
             input.display()
         )));
     }
-    Ok(Input::Report(r))
+    Ok(Input::Report(Box::new(r)))
 }
 
 /// Writes each verdict's next stage into the state (as read under the lock):

@@ -7,6 +7,7 @@
 //! and where.
 
 pub mod baseline;
+pub mod case;
 pub mod convert;
 pub mod demo;
 pub mod diff;
@@ -17,6 +18,7 @@ pub mod noise_probe;
 pub mod replay;
 pub mod report;
 pub mod serve;
+pub mod show;
 
 use std::fmt::Display;
 use std::io::Write;

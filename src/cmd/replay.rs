@@ -14,7 +14,6 @@ pub struct Args {
     /// `merge`: add up the JSON reports of a sharded replay.
     #[command(subcommand)]
     pub command: Option<Sub>,
-    /// Baseline folder (Parquet `cases` table) or folder of readable cases.
     /// Baseline folder (Parquet `cases` table), `s3://bucket/prefix` holding one, or a folder of readable cases.
     pub input: Option<PathBuf>,
     /// Replay only shard K of N (cases by a hash of their id; N shards cover each case once).
@@ -35,6 +34,9 @@ pub struct Args {
     /// Write the Markdown report here.
     #[arg(long)]
     pub report_md: Option<PathBuf>,
+    /// Write the HTML page here.
+    #[arg(long)]
+    pub report_html: Option<PathBuf>,
     /// Highest diff (and regression) rate per module.
     #[arg(long, default_value_t = 0.0)]
     pub max_diff_rate: f64,
@@ -65,6 +67,9 @@ pub struct MergeArgs {
     /// Write the merged Markdown report here.
     #[arg(long)]
     pub report_md: Option<PathBuf>,
+    /// Write the merged HTML page here.
+    #[arg(long)]
+    pub report_html: Option<PathBuf>,
 }
 
 /// Replays; exit 0 within thresholds, 1 if one is exceeded, 2 on bad input.
@@ -89,16 +94,26 @@ pub fn run(a: Args) -> CmdResult {
     };
     let mut report = replay::run(&input.display().to_string(), &cases, &candidate, rules, &opts);
     report.shard = a.shard;
-    write(&report, a.report_json.as_ref(), a.report_md.as_ref())?;
+    write(&report, &Outputs { json: a.report_json, md: a.report_md, html: a.report_html })?;
     verdict(&report)
 }
 
-fn write(report: &replay::Report, json: Option<&PathBuf>, md: Option<&PathBuf>) -> Result<(), CmdError> {
-    if let Some(p) = json {
+/// Where the report goes besides stdout.
+struct Outputs {
+    json: Option<PathBuf>,
+    md: Option<PathBuf>,
+    html: Option<PathBuf>,
+}
+
+fn write(report: &replay::Report, out: &Outputs) -> Result<(), CmdError> {
+    if let Some(p) = &out.json {
         std::fs::write(p, serde_json::to_string_pretty(report)? + "\n").context(p.display())?;
     }
-    if let Some(p) = md {
+    if let Some(p) = &out.md {
         std::fs::write(p, replay::render_markdown(report)).context(p.display())?;
+    }
+    if let Some(p) = &out.html {
+        std::fs::write(p, crate::page::replay(report)).context(p.display())?;
     }
     print(&replay::render_text(report));
     Ok(())
@@ -114,7 +129,7 @@ fn merge(m: MergeArgs) -> CmdResult {
         reports.push(r);
     }
     let report = replay::merge(reports).map_err(CmdError::input)?;
-    write(&report, m.report_json.as_ref(), m.report_md.as_ref())?;
+    write(&report, &Outputs { json: m.report_json, md: m.report_md, html: m.report_html })?;
     verdict(&report)
 }
 

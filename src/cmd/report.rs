@@ -35,18 +35,47 @@ pub struct Args {
     /// Write here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Config: its `[owners]` are shown; its `[gate]` thresholds and stages judge the HTML page's verdicts.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// State file for the HTML page's verdicts (as `gate --state`).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
 }
 
 /// Prints (or writes) the report.
 pub fn run(a: Args) -> CmdResult {
     let cut = a.since.as_deref().map(report::cutoff_us).transpose().context("--since")?;
-    let rows = report::load(&a.data_dir, cut)?;
-    let r = report::build(&rows, &a.by);
-    let text = match a.format {
-        Format::Table => report::render_table(&r),
-        Format::Json => serde_json::to_string_pretty(&r)? + "\n",
-        Format::Md => report::render_markdown(&r),
-        Format::Html => report::render_html(&r),
+    let setup = super::gate::Setup::load(&a.data_dir, true, a.config.as_deref(), a.state)?;
+    // The page shows the gate's verdicts too: judged over the same rows, in the same pass
+    // (over --since, else the gate's own window).
+    let mut tally = match a.format {
+        Format::Html => {
+            let window = report::cutoff_us(&setup.gate.window).context("gate.window")?;
+            Some(crate::gate::Tally::new(cut.unwrap_or(window), &setup.state, &setup.stages))
+        }
+        _ => None,
+    };
+    let mut figures = report::Aggregator::new(&a.by);
+    report::scan(&a.data_dir, cut, &mut |r| {
+        figures.push(r);
+        if let Some(t) = tally.as_mut() {
+            t.push(r);
+        }
+    })?;
+    let mut r = figures.finish();
+    if let Some(c) = &setup.cfg {
+        r.owners = c.owners.clone();
+    }
+    let text = match (a.format, tally) {
+        (Format::Json, _) => serde_json::to_string_pretty(&r)? + "\n",
+        (Format::Md, _) => report::render_markdown(&r),
+        (Format::Html, Some(t)) => {
+            let mut verdicts = t.verdicts(crate::clock::now_us(), &setup.gate);
+            crate::gate::assign_owners(&mut verdicts, &r.owners);
+            crate::page::data(&r, &a.data_dir.display().to_string(), &verdicts)
+        }
+        (Format::Table, _) | (Format::Html, None) => report::render_table(&r),
     };
     write_out(a.out.as_deref(), &text)?;
     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@
 //! ruleset's classification rules. Inputs over the size cap are compared by
 //! digest and marked truncated.
 
+pub mod example;
 pub mod json;
 pub mod path;
 pub mod ruleset;

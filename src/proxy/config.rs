@@ -14,6 +14,7 @@ use super::shadow::ShadowConfig;
 use super::stages::ModulesConfig;
 use super::upstream::{ProviderConfig, UpstreamConfig};
 use crate::gate::GateConfig;
+use crate::owners::Owners;
 use crate::sink::{SamplingConfig, SinkConfig};
 use crate::toml_error::Invalid;
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,9 @@ pub struct Config {
     /// Promotion thresholds and automatic rollback.
     #[serde(default)]
     pub gate: GateConfig,
+    /// Who fixes each module and where.
+    #[serde(default)]
+    pub owners: Owners,
 }
 
 /// A route.
@@ -298,6 +302,7 @@ impl Config {
         self.shadow.validate()?;
         self.sampling.validate()?;
         self.sink.validate()?;
+        self.owners.validate()?;
         self.listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| Invalid::new("listen", format!("{:?}: {e}", self.listen)))?;

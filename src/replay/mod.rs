@@ -109,6 +109,9 @@ pub struct PathCount {
     pub count: u64,
     /// Up to three case ids.
     pub examples: Vec<String>,
+    /// The first example's values at the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example_diff: Option<String>,
 }
 
 /// One module's figures.
@@ -395,7 +398,7 @@ struct Acc {
     with_recorded: bool,
     classes: BTreeMap<String, u64>,
     regression_classes: BTreeMap<String, u64>,
-    paths: BTreeMap<String, (u64, Vec<String>)>,
+    paths: BTreeMap<String, PathCount>,
     examples: Vec<String>,
 }
 
@@ -406,10 +409,15 @@ impl Acc {
             *classes.entry(c.as_str().into()).or_default() += 1;
         }
         for p in &d.paths {
-            let e = self.paths.entry(p.clone()).or_default();
-            e.0 += 1;
-            if e.1.len() < 3 && !e.1.iter().any(|x| x == id) {
-                e.1.push(id.to_string());
+            let e = self.paths.entry(p.clone()).or_insert_with(|| PathCount {
+                path: p.clone(),
+                count: 0,
+                examples: Vec::new(),
+                example_diff: crate::diff::example::render(&d.summary.to_value(), p),
+            });
+            e.count += 1;
+            if e.examples.len() < 3 && !e.examples.iter().any(|x| x == id) {
+                e.examples.push(id.to_string());
             }
         }
     }
@@ -438,8 +446,7 @@ impl Acc {
 
     fn report(self, module: Module) -> ModuleReport {
         let rate = |n: u64| if self.calls == 0 { 0.0 } else { n as f64 / self.calls as f64 };
-        let mut top: Vec<PathCount> =
-            self.paths.into_iter().map(|(path, (count, examples))| PathCount { path, count, examples }).collect();
+        let mut top: Vec<PathCount> = self.paths.into_values().collect();
         top.sort_by(|a, b| b.count.cmp(&a.count).then(a.path.cmp(&b.path)));
         top.truncate(10);
         ModuleReport {

@@ -2,7 +2,7 @@
 //! shard K of N (so N shards cover every case exactly once), and `replay
 //! merge` adds the shards' JSON reports up into one report with one verdict.
 
-use super::{ModuleReport, PathCount, Report, exceeded};
+use super::{ModuleReport, Report, exceeded};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -118,9 +118,7 @@ fn merge_module(into: &mut ModuleReport, m: &ModuleReport) {
                     }
                 }
             }
-            None => {
-                into.top_paths.push(PathCount { path: p.path.clone(), count: p.count, examples: p.examples.clone() })
-            }
+            None => into.top_paths.push(p.clone()),
         }
     }
     for e in &m.examples {

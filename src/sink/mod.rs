@@ -9,6 +9,7 @@
 
 mod config;
 pub mod files;
+mod read;
 pub mod redact;
 pub mod sampling;
 pub mod schema;
@@ -23,6 +24,7 @@ pub use config::SinkConfig;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+pub use read::{read_table, read_table_at, scan_table_at};
 use redact::Redactor;
 pub use sampling::SamplingConfig;
 use schema::{CaseBatch, DiffBatch, Table};
@@ -500,59 +502,6 @@ pub fn versions_changed(data_dir: &Path, versions: &Versions) -> bool {
         let _ = std::fs::write(&file, serde_json::to_vec_pretty(versions).unwrap_or_default());
     }
     changed
-}
-
-/// Decodes a table's rows.
-type Decode<T> = fn(&arrow_array::RecordBatch) -> Result<Vec<T>, schema::DecodeError>;
-
-/// Reads the rows of `table` under a table root (a folder or an object store
-/// prefix); with `since`, only the `date=` partitions from that day on are
-/// opened (the rest are pruned by path).
-pub fn read_table_at<T>(
-    root: &store::Location,
-    table: &str,
-    since: Option<NaiveDate>,
-    decode: Decode<T>,
-) -> Result<Vec<T>, String> {
-    let mut out = Vec::new();
-    let inside = |key: &str| since.is_none_or(|day| files::date_of(key).is_none_or(|d| d >= day));
-    for (key, _) in root.objects(table)?.into_iter().filter(|(k, _)| inside(k)) {
-        let read = match root.local() {
-            Some(_) => {
-                std::fs::File::open(&key).map_err(|e| e.to_string()).and_then(|f| decode_file(f, decode, &mut out))
-            }
-            None => decode_file(root.fetch(&key)?, decode, &mut out),
-        };
-        read.map_err(|e| format!("{}: {key}: {e}", root.display()))?;
-    }
-    Ok(out)
-}
-
-/// Reads every row of `table` from the Parquet files under `dir`.
-pub fn read_table<T>(dir: &Path, decode: Decode<T>) -> Result<Vec<T>, String> {
-    let mut out = Vec::new();
-    let paths = files::parquet_files(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for path in paths {
-        std::fs::File::open(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|file| decode_file(file, decode, &mut out))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(out)
-}
-
-/// Appends the rows of one Parquet file.
-fn decode_file<R, T>(file: R, decode: Decode<T>, out: &mut Vec<T>) -> Result<(), String>
-where
-    R: parquet::file::reader::ChunkReader + 'static,
-{
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.with_batch_size(8192).build())
-        .map_err(|e| e.to_string())?;
-    for batch in reader {
-        out.extend(decode(&batch.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

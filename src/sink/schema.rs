@@ -549,6 +549,8 @@ pub struct DiffRow {
     pub rule_id: Option<String>,
     /// Differing paths.
     pub diff_paths: Vec<String>,
+    /// The comparison's summary, as JSON (redacted).
+    pub summary: String,
     /// Primary latency (µs).
     pub latency_main_us: i64,
     /// Shadow latency (µs).
@@ -569,6 +571,7 @@ pub fn decode_diffs(batch: &RecordBatch) -> Result<Vec<DiffRow>, DecodeError> {
         ["runtime_main", "runtime_shadow", "module", "outcome", "ruleset_version", "guest_sha256", "core_version"]
             .map(|n| c.required(n));
     let (class, rule) = (c.strings("diff_class")?, c.strings("rule_id")?);
+    let summary = c.required("summary")?;
     let (lm, ls) = (c.i64s("latency_main_us")?, c.i64s("latency_shadow_us")?);
     let paths = c.get("diff_paths")?.as_list_opt::<i32>().ok_or_else(|| Cols::wrong("diff_paths", "list<utf8>"))?;
     let mut cols = [main?, shadow?, module?, outcome?, ruleset?, guest?, core?].map(|v| v.into_iter());
@@ -589,6 +592,7 @@ pub fn decode_diffs(batch: &RecordBatch) -> Result<Vec<DiffRow>, DecodeError> {
             diff_class: class[i].clone(),
             rule_id: rule[i].clone(),
             diff_paths: (0..list.len()).map(|j| list.value(j).to_string()).collect(),
+            summary: summary.get(i).cloned().unwrap_or_default(),
             latency_main_us: lm[i].unwrap_or(0),
             latency_shadow_us: ls[i].unwrap_or(0),
         });
@@ -599,6 +603,8 @@ pub fn decode_diffs(batch: &RecordBatch) -> Result<Vec<DiffRow>, DecodeError> {
 /// One row of the `cases` table: the replayable case and what the primary produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredCase {
+    /// The request's dimensions, as recorded.
+    pub dims: Dims,
     /// The case, as replay runs it.
     pub case: Case,
     /// Runtime whose outputs were recorded.
@@ -668,6 +674,7 @@ pub fn decode_cases(batch: &RecordBatch) -> Result<Vec<StoredCase>, DecodeError>
             routing: routing.get(i).cloned().flatten().and_then(|r| serde_json::from_str(&r).ok()),
         };
         out.push(StoredCase {
+            dims: d,
             case,
             primary_runtime: runtime[i].clone(),
             outputs: (0..k.len()).map(|j| (k.value(j).to_string(), v.value(j).to_string())).collect(),

@@ -113,6 +113,45 @@ pub async fn upload(
     }
 }
 
+/// Puts the Parquet files of `from/<table>/` at the same keys under the
+/// bucket prefix, then deletes the objects of that table the new set does
+/// not hold, so readers see the old table or the new one, never none. The
+/// keys written, sorted.
+pub fn publish_table(
+    store: Arc<dyn ObjectStore>,
+    prefix: &ObjectPath,
+    table: &str,
+    from: &Path,
+) -> Result<Vec<String>, String> {
+    let files = parquet_files(&from.join(table)).map_err(|e| format!("{}: {e}", from.display()))?;
+    let mut put = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(from).map_err(|e| e.to_string())?;
+        let key = rel.iter().fold(prefix.clone(), |k, part| k.join(part.to_string_lossy().as_ref()));
+        let data = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let store = store.clone();
+        let k = key.clone();
+        super::store::block_on(async move { upload(store.as_ref(), &k, data.into(), 8 << 20).await })
+            .map_err(|e| format!("{key}: {e}"))?;
+        put.push(key.to_string());
+    }
+    let under = prefix.clone().join(table);
+    let kept = put.clone();
+    super::store::block_on(async move {
+        let listed: Vec<_> = store.list(Some(&under)).collect().await;
+        for m in listed {
+            let m = m?;
+            if !kept.contains(&m.location.to_string()) {
+                store.delete(&m.location).await?;
+            }
+        }
+        Ok::<_, object_store::Error>(())
+    })
+    .map_err(|e| e.to_string())?;
+    put.sort();
+    Ok(put)
+}
+
 fn label(table: &str) -> TableLabels {
     TableLabels { table: table.into() }
 }

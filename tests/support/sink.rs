@@ -128,8 +128,10 @@ pub fn diff_record(i: usize, ts: i64) -> DiffRecord {
 }
 
 pub fn case_row(i: usize, ts: i64) -> CaseRow {
-    let mut case =
-        shadowgate::case::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("replay/cases")).unwrap()[i % 12].clone();
+    static CASES: std::sync::OnceLock<Vec<shadowgate::case::Case>> = std::sync::OnceLock::new();
+    let cases = CASES
+        .get_or_init(|| shadowgate::case::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("replay/cases")).unwrap());
+    let mut case = cases[i % 12].clone();
     // As the proxy records them: the case id and context carry the request id.
     case.id = format!("req_{i:04}");
     case.context =
