@@ -20,7 +20,7 @@ use crate::sink::store::Location;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -225,19 +225,18 @@ fn outcomes(root: &Location, ids: &HashMap<String, usize>) -> Result<HashMap<Str
     Ok(worst.into_iter().map(|(k, (_, o))| (k, o)).collect())
 }
 
-fn stratum(c: &StoredCase, outcome: Option<&String>) -> Stratum {
-    let upstream_failed = c.case.upstream_response.as_ref().is_some_and(|r| r.status >= 400);
-    let outcome = match (upstream_failed, outcome) {
+/// A request's outcome stratum: the upstream's error, else its worst comparison.
+fn outcome(upstream_failed: bool, worst: Option<&String>) -> String {
+    match (upstream_failed, worst) {
         (true, _) => "upstream_error".to_string(),
-        (false, Some(o)) => {
-            if o == "shadow_timeout" {
-                "shadow_error".to_string()
-            } else {
-                o.clone()
-            }
-        }
+        (false, Some(o)) if o == "shadow_timeout" => "shadow_error".to_string(),
+        (false, Some(o)) => o.clone(),
         (false, None) => "not_compared".to_string(),
-    };
+    }
+}
+
+/// A case's stratum, its outcome still to be filled in.
+fn stratum(c: &StoredCase) -> Stratum {
     Stratum {
         model: c.dims.model.clone(),
         client_protocol: c.case.client_protocol.as_str().into(),
@@ -245,7 +244,7 @@ fn stratum(c: &StoredCase, outcome: Option<&String>) -> Stratum {
         tools: tool_use(&c.case),
         stream: c.case.upstream_stream.is_some(),
         route: c.dims.route.clone(),
-        outcome,
+        outcome: String::new(),
     }
 }
 
@@ -305,44 +304,70 @@ pub fn allocate(sizes: &[usize], n: usize) -> Vec<usize> {
     take
 }
 
+/// What the first pass keeps of a distinct case: its id and where it falls.
+struct Seen {
+    id: String,
+    stratum: Stratum,
+    upstream_failed: bool,
+}
+
+/// Visits the cases of the `cases` table, batch by batch.
+fn each_case(root: &Location, visit: &mut dyn FnMut(StoredCase)) -> Result<(), CurateError> {
+    crate::sink::scan_table_at(root, Table::Cases.as_str(), None, None, &mut |b| {
+        for c in decode_cases(b).map_err(|e| e.to_string())? {
+            visit(c);
+        }
+        Ok(())
+    })
+    .map_err(|e| CurateError(format!("{}: {e}", root.display())))
+}
+
 /// Curates `size` cases from the `cases` table under `source` into the baseline folder `out`.
+/// Two passes over the table: the first keeps an id, digest and stratum per
+/// distinct request (not the case), the second reads only the cases taken.
 pub fn curate(source: &Path, out: &Path, size: usize, seed: u64) -> Result<Manifest, CurateError> {
     let root = Location::of_path(source).map_err(|e| CurateError(e.to_string()))?;
-    let cases = crate::sink::read_table_at(&root, Table::Cases.as_str(), None, decode_cases)
-        .map_err(|e| CurateError(format!("{}: {e}", source.display())))?;
-    if cases.is_empty() {
+    let mut recorded = 0usize;
+    // One case per request digest: the smallest id keeps it (stable whatever the file order).
+    let mut distinct: HashMap<[u8; 32], Seen> = HashMap::new();
+    each_case(&root, &mut |c| {
+        recorded += 1;
+        let d = request_digest(&c.case);
+        if distinct.get(&d).is_some_and(|kept| kept.id <= c.case.id) {
+            return;
+        }
+        let upstream_failed = c.case.upstream_response.as_ref().is_some_and(|r| r.status >= 400);
+        distinct.insert(d, Seen { id: c.case.id.clone(), stratum: stratum(&c), upstream_failed });
+    })?;
+    if recorded == 0 {
         return Err(CurateError(format!("{}: no recorded cases", source.display())));
     }
-    let recorded = cases.len();
-    // One case per request digest: the smallest id keeps it (stable whatever the file order).
-    let mut distinct: HashMap<[u8; 32], StoredCase> = HashMap::new();
-    for c in cases {
-        let d = request_digest(&c.case);
-        match distinct.get(&d) {
-            Some(kept) if kept.case.id <= c.case.id => {}
-            _ => {
-                distinct.insert(d, c);
-            }
-        }
-    }
     let duplicates = recorded - distinct.len();
-    let ids: HashMap<String, usize> = distinct.values().enumerate().map(|(i, c)| (c.case.id.clone(), i)).collect();
+    let ids: HashMap<String, usize> = distinct.values().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
     let worst = outcomes(&root, &ids)?;
-    let mut strata: BTreeMap<Stratum, Vec<([u8; 32], StoredCase)>> = BTreeMap::new();
-    for (digest, c) in distinct {
+    let mut strata: BTreeMap<Stratum, Vec<([u8; 32], String)>> = BTreeMap::new();
+    for (digest, seen) in distinct {
         let order: [u8; 32] = Sha256::new().chain_update(seed.to_be_bytes()).chain_update(digest).finalize().into();
-        strata.entry(stratum(&c, worst.get(&c.case.id))).or_default().push((order, c));
+        let mut key = seen.stratum;
+        key.outcome = outcome(seen.upstream_failed, worst.get(&seen.id));
+        strata.entry(key).or_default().push((order, seen.id));
     }
     let sizes: Vec<usize> = strata.values().map(Vec::len).collect();
     let take = allocate(&sizes, size);
     let mut counts = Vec::new();
-    let mut chosen: Vec<StoredCase> = Vec::new();
+    let mut taken: HashSet<String> = HashSet::new();
     for ((s, mut members), k) in strata.into_iter().zip(take) {
-        members.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.case.id.cmp(&b.1.case.id)));
+        members.sort();
         counts.push(StratumCount { stratum: s, available: members.len(), selected: k });
-        chosen.extend(members.into_iter().take(k).map(|(_, c)| c));
+        taken.extend(members.into_iter().take(k).map(|(_, id)| id));
     }
     counts.sort_by(|a, b| b.available.cmp(&a.available).then_with(|| a.stratum.cmp(&b.stratum)));
+    let mut chosen: Vec<StoredCase> = Vec::with_capacity(taken.len());
+    each_case(&root, &mut |c| {
+        if taken.remove(&c.case.id) {
+            chosen.push(c);
+        }
+    })?;
     chosen.sort_by(|a, b| a.case.id.cmp(&b.case.id));
     let manifest = Manifest {
         source: root.display(),

@@ -13,6 +13,7 @@ use crate::sink::schema::{DiffRow, StoredCase, decode_cases, decode_diffs};
 use crate::sink::store::Location;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
+use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,7 @@ pub struct Request {
 /// The rows of `table` whose `column` is one of `ids`, decoded; batches without one are skipped undecoded.
 fn rows_of<T>(
     root: &Location,
+    since: Option<NaiveDate>,
     table: &str,
     column: &str,
     ids: &BTreeSet<&str>,
@@ -42,7 +44,7 @@ fn rows_of<T>(
     id_of: fn(&T) -> &str,
 ) -> Result<Vec<T>, ShowError> {
     let mut out = Vec::new();
-    let scanned = scan_table_at(root, table, None, None, &mut |b| {
+    let scanned = scan_table_at(root, table, since, None, &mut |b| {
         let col = b.column_by_name(column).and_then(|c| c.as_string_opt::<i32>());
         let hit = col.is_some_and(|c| (0..c.len()).any(|i| c.is_valid(i) && ids.contains(c.value(i))));
         if hit {
@@ -58,14 +60,15 @@ fn rows_of<T>(
     }
 }
 
-/// The diff rows and recorded cases of `ids`, by request id (ids with neither are absent).
-pub fn find(root: &Location, ids: &[String]) -> Result<BTreeMap<String, Request>, ShowError> {
+/// The diff rows and recorded cases of `ids`, by request id (ids with neither are absent);
+/// with `since`, only the date partitions from that day on are read.
+pub fn find(root: &Location, ids: &[String], since: Option<NaiveDate>) -> Result<BTreeMap<String, Request>, ShowError> {
     let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     let mut out: BTreeMap<String, Request> = BTreeMap::new();
-    for row in rows_of(root, "diffs", "request_id", &wanted, decode_diffs, |r| &r.dims.request_id)? {
+    for row in rows_of(root, since, "diffs", "request_id", &wanted, decode_diffs, |r| &r.dims.request_id)? {
         out.entry(row.dims.request_id.clone()).or_default().calls.push(row);
     }
-    for case in rows_of(root, "cases", "case_id", &wanted, decode_cases, |c| &c.case.id)? {
+    for case in rows_of(root, since, "cases", "case_id", &wanted, decode_cases, |c| &c.case.id)? {
         let id = case.case.id.clone();
         out.entry(id).or_default().case = Some(case);
     }

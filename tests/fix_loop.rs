@@ -120,6 +120,8 @@ async fn a_divergent_request_becomes_a_failing_fixture_and_owners_say_who_fixes_
     assert_eq!(tok["outcome"], "mismatch");
     assert!(tok["summary"]["entries"].as_array().is_some_and(|e| !e.is_empty()), "{tok}");
     assert_eq!(v[0]["case_recorded"], true);
+    let out = shadowgate(&["show", id, "--data-dir", d, "--since", "1h"]);
+    assert!(out.status.success() && text(&out).contains("tokenizer"), "{}", text(&out));
     let out = shadowgate(&["show", "no-such-request", "--data-dir", d]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("no diff rows or case for request no-such-request"));
@@ -163,6 +165,15 @@ async fn a_divergent_request_becomes_a_failing_fixture_and_owners_say_who_fixes_
     assert_eq!(r["owners"]["tokenizer"]["team"], "core-team");
     let trend = r["trend"].as_array().unwrap().iter().find(|t| t["module"] == "tokenizer").unwrap();
     assert_eq!(trend["days"][0]["diff_rate"], 1.0, "{trend}");
+    let page = dir.join("report.html");
+    let out = shadowgate(&["report", d, "--config", c, "--format", "html", "--out", page.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let html = std::fs::read_to_string(&page).unwrap();
+    let trend = &html[html.find("id=\"trend-table\"").expect("a trend table")..];
+    let row = &trend[trend.find("<td>tokenizer</td>").expect("tokenizer's trend")..];
+    assert!(row[..row.find("</tr>").unwrap()].contains("core-team <code>core/src/tokenizer.rs</code>"), "{row}");
+    let verdicts = &html[html.find("id=\"verdict-table\"").unwrap()..html.find("id=\"plots\"").unwrap()];
+    assert!(verdicts.contains("<a href=\"https://runbooks.example.com/tokenizer\">runbook</a>"), "{verdicts}");
     let out = shadowgate(&["gate", d, "--config", c, "--format", "json"]);
     assert_eq!(out.status.code(), Some(1), "the candidate's tokenizer fails: {}", text(&out));
     let verdicts: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -29,7 +29,7 @@ pub fn run(c: Command) -> CmdResult {
     let Command::Export { request_ids, source, out } = c;
     let (root, _) = source.open()?;
     let location = Location::of_path(&root).map_err(CmdError::input)?;
-    let found = show::find(&location, &request_ids).map_err(CmdError::input)?;
+    let found = show::find(&location, &request_ids, None).map_err(CmdError::input)?;
     let mut cases = Vec::new();
     for id in &request_ids {
         let case = found.get(id).and_then(|r| show::fixture(id, r)).ok_or_else(|| {

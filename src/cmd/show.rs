@@ -48,7 +48,7 @@ pub struct Args {
     /// List: only this outcome (default: every outcome but `match`).
     #[arg(long)]
     pub outcome: Option<String>,
-    /// List: only rows newer than this (`30m`, `24h`, `7d`).
+    /// Only rows newer than this (`30m`, `24h`, `7d`); for ids, only the date partitions it spans are read.
     #[arg(long)]
     pub since: Option<String>,
     /// List: at most this many rows, newest first.
@@ -66,7 +66,9 @@ pub fn run(a: Args) -> CmdResult {
         return list(&a, &root);
     }
     let location = Location::of_path(&root).map_err(CmdError::input)?;
-    let found = show::find(&location, &a.request_ids).map_err(CmdError::input)?;
+    let cut = a.since.as_deref().map(crate::report::cutoff_us).transpose().context("--since")?;
+    let found =
+        show::find(&location, &a.request_ids, cut.map(crate::sink::files::partition_date)).map_err(CmdError::input)?;
     if let Some(missing) = a.request_ids.iter().find(|id| !found.contains_key(*id)) {
         return Err(CmdError::input(format!("{}: no diff rows or case for request {missing}", root.display())));
     }
