@@ -454,16 +454,20 @@ mod tests {
         assert_eq!(allocate(&[3, 3, 3], 8).iter().sum::<usize>(), 8);
     }
 
-    #[test]
-    fn tool_use_reads_each_protocols_calls() {
-        let case = |request: Value, body: Value| Case {
+    /// A case with `request`, answered by `body` (JSON) or, without one, by an empty stream.
+    fn case(request: Value, body: Option<Value>) -> Case {
+        Case {
             id: "c".into(),
             description: None,
             client_protocol: shadowgate_core::Protocol::OpenAiChat,
             upstream_protocol: shadowgate_core::Protocol::AnthropicMessages,
             request,
-            upstream_response: Some(crate::case::UpstreamResponse { status: 200, body, headers: BTreeMap::new() }),
-            upstream_stream: None,
+            upstream_stream: body.is_none().then(String::new),
+            upstream_response: body.map(|body| crate::case::UpstreamResponse {
+                status: 200,
+                body,
+                headers: BTreeMap::new(),
+            }),
             upstream_model: None,
             tenant: None,
             route: None,
@@ -471,7 +475,12 @@ mod tests {
             context: None,
             headers: BTreeMap::new(),
             routing: None,
-        };
+        }
+    }
+
+    #[test]
+    fn tool_use_reads_each_protocols_calls() {
+        let case = |request: Value, body: Value| case(request, Some(body));
         let plain = json!({"messages": [{"role": "user", "content": "hi"}]});
         assert_eq!(tool_use(&case(plain.clone(), json!({"content": [{"type": "text", "text": "x"}]}))), ToolUse::None);
         let offered = json!({"messages": [], "tools": [{"name": "f"}]});
@@ -486,22 +495,7 @@ mod tests {
 
     #[test]
     fn the_digest_ignores_key_order_but_not_content() {
-        let c = |request: Value| Case {
-            id: "c".into(),
-            description: None,
-            client_protocol: shadowgate_core::Protocol::OpenAiChat,
-            upstream_protocol: shadowgate_core::Protocol::OpenAiChat,
-            request,
-            upstream_response: None,
-            upstream_stream: Some(String::new()),
-            upstream_model: None,
-            tenant: None,
-            route: None,
-            profile: None,
-            context: None,
-            headers: BTreeMap::new(),
-            routing: None,
-        };
+        let c = |request: Value| case(request, None);
         let a: Value = serde_json::from_str(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"messages":[{"content":"hi","role":"user"}],"model":"m"}"#).unwrap();
         assert_eq!(request_digest(&c(a.clone())), request_digest(&c(b)));
