@@ -15,7 +15,7 @@ use std::fmt::Write;
 const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}\
     table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}\
-    td:first-child,th:first-child,#verdict-table td:nth-last-child(-n+2),#trend-table td,#path-table td,#version-table td{text-align:left}th{background:#f4f4f4}\
+    td:first-child,th:first-child,#verdict-table td:nth-last-child(-n+2),#verdict-table th:nth-last-child(-n+2),#trend-table :is(td,th),#path-table :is(td,th),#version-table :is(td,th){text-align:left}th{background:#f4f4f4}\
     .pass,.trend-falling{color:#1a7f37;font-weight:600}.trend-rising{color:#cf222e;font-weight:600}.fail{color:#cf222e;font-weight:600}.inconclusive{color:#9a6700;font-weight:600}\
     pre.diff{margin:0;white-space:pre-wrap;word-break:break-all;font-size:12px;max-width:520px}\
     figure{margin:0 0 1em}figcaption{font-weight:600;margin-bottom:.2em}svg text{font-size:11px;fill:#333}";

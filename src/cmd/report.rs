@@ -46,32 +46,34 @@ pub struct Args {
 /// Prints (or writes) the report.
 pub fn run(a: Args) -> CmdResult {
     let cut = a.since.as_deref().map(report::cutoff_us).transpose().context("--since")?;
-    let setup = super::gate::Setup::load(&a.data_dir, true, a.config.as_deref(), a.state)?;
     // The page shows the gate's verdicts too: judged over the same rows, in the same pass
-    // (over --since, else the gate's own window).
-    let mut tally = match a.format {
+    // (over --since, else the gate's own window), so only the page reads the state file.
+    let (owners, mut judging) = match a.format {
         Format::Html => {
+            let setup = super::gate::Setup::load(&a.data_dir, true, a.config.as_deref(), a.state)?;
             let window = report::cutoff_us(&setup.gate.window).context("gate.window")?;
-            Some(crate::gate::Tally::new(cut.unwrap_or(window), &setup.state, &setup.stages))
+            let tally = crate::gate::Tally::new(cut.unwrap_or(window), &setup.state, &setup.stages);
+            (setup.cfg.map(|c| c.owners).unwrap_or_default(), Some((tally, setup.gate)))
         }
-        _ => None,
+        _ => {
+            let cfg = a.config.as_deref().map(crate::proxy::config::Config::load).transpose()?;
+            (cfg.map(|c| c.owners).unwrap_or_default(), None)
+        }
     };
     let mut figures = report::Aggregator::new(&a.by);
     report::scan(&a.data_dir, cut, &mut |r| {
         figures.push(r);
-        if let Some(t) = tally.as_mut() {
+        if let Some((t, _)) = judging.as_mut() {
             t.push(r);
         }
     })?;
     let mut r = figures.finish();
-    if let Some(c) = &setup.cfg {
-        r.owners = c.owners.clone();
-    }
-    let text = match (a.format, tally) {
+    r.owners = owners;
+    let text = match (a.format, judging) {
         (Format::Json, _) => serde_json::to_string_pretty(&r)? + "\n",
         (Format::Md, _) => report::render_markdown(&r),
-        (Format::Html, Some(t)) => {
-            let mut verdicts = t.verdicts(crate::clock::now_us(), &setup.gate);
+        (Format::Html, Some((t, gate))) => {
+            let mut verdicts = t.verdicts(crate::clock::now_us(), &gate);
             crate::gate::assign_owners(&mut verdicts, &r.owners);
             crate::page::data(&r, &a.data_dir.display().to_string(), &verdicts)
         }
