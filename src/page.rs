@@ -123,7 +123,12 @@ fn group_table(id: &str, by: &[Dim], groups: &[Group]) -> String {
 /// A tick step (s) giving at most six ticks over `span_s`, and the label format for it.
 fn time_ticks(span_s: i64) -> (i64, &'static str) {
     const STEPS: [i64; 15] = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800];
-    let step = STEPS.iter().copied().find(|s| span_s / s <= 6).unwrap_or(604_800);
+    // Past six weeks, steps of whole weeks keep six ticks.
+    let step = STEPS
+        .iter()
+        .copied()
+        .find(|s| span_s / s <= 6)
+        .unwrap_or_else(|| (span_s / 6 / 604_800).saturating_add(1).saturating_mul(604_800));
     let format = if step < 60 {
         "%H:%M:%S"
     } else if step < 86_400 {
@@ -140,9 +145,11 @@ fn plot(module: &str, color: &str, points: &[Point], threshold: Option<f64>) -> 
     let rate = |p: &Point| p.mismatches as f64 / p.comparisons.max(1) as f64;
     let (t0, t1) = (points.first().map_or(0, |p| p.t_us), points.last().map_or(0, |p| p.t_us));
     let top_rate = points.iter().map(rate).fold(threshold.unwrap_or(0.0) * 1.25, f64::max).max(0.01);
-    let span = t1.saturating_sub(t0) as f64;
-    let x =
-        |t: i64| if span > 0.0 { LEFT + (t - t0) as f64 / span * (W - LEFT - RIGHT) } else { (LEFT + W - RIGHT) / 2.0 };
+    // In f64: timestamps from a damaged table may span all of i64.
+    let span = t1 as f64 - t0 as f64;
+    let x = |t: i64| {
+        if span > 0.0 { LEFT + (t as f64 - t0 as f64) / span * (W - LEFT - RIGHT) } else { (LEFT + W - RIGHT) / 2.0 }
+    };
     let y = |r: f64| H - BOTTOM - r / top_rate * (H - TOP - BOTTOM);
     let mut s = format!(
         "<svg width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" \
@@ -181,9 +188,14 @@ fn plot(module: &str, color: &str, points: &[Point], threshold: Option<f64>) -> 
         W - RIGHT,
         b = H - BOTTOM
     );
-    let (step, format) = time_ticks(t1.saturating_sub(t0) / 1_000_000);
-    let step_us = step * 1_000_000;
-    let mut tick = if span > 0.0 { (t0 + step_us - 1).div_euclid(step_us) * step_us } else { t0 };
+    let (step, format) = time_ticks((span / 1e6) as i64);
+    let step_us = step.saturating_mul(1_000_000);
+    // The first whole step at or after t0.
+    let mut tick = match crate::report::trend::floor_to(t0, step_us) {
+        t if t < t0 && span > 0.0 => t.saturating_add(step_us),
+        t if span > 0.0 => t,
+        _ => t0,
+    };
     while tick <= t1 {
         let _ = write!(
             s,
@@ -195,10 +207,10 @@ fn plot(module: &str, color: &str, points: &[Point], threshold: Option<f64>) -> 
             tx = x(tick),
             b = H - BOTTOM
         );
-        if span <= 0.0 {
-            break;
+        match tick.checked_add(step_us) {
+            Some(next) if span > 0.0 => tick = next,
+            _ => break,
         }
-        tick += step_us;
     }
     let _ = write!(
         s,
@@ -283,7 +295,8 @@ pub fn data(r: &DataReport, source: &str, verdicts: &[Verdict]) -> String {
         .trend
         .iter()
         .map(|t| {
-            let days: Vec<String> = t.days.iter().map(|d| format!("{} {}", &d.date[5..], pct(d.diff_rate))).collect();
+            let days: Vec<String> =
+                t.days.iter().map(|d| format!("{} {}", d.date.get(5..).unwrap_or(&d.date), pct(d.diff_rate))).collect();
             vec![
                 escape(&t.module),
                 format!("<span class=\"trend-{0}\">{0}</span>", t.direction.as_str()),
@@ -537,6 +550,24 @@ mod tests {
                 assert!((TOP..=H - BOTTOM).contains(&y), "y = {y} is outside the plot: {coords}");
             }
         }
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_i64_plot_without_overflow_and_with_few_ticks() {
+        let svg = plot("compat", "#000", &points(&[i64::MIN, 0, i64::MAX]), Some(0.005));
+        let ticks = svg.matches("text-anchor=\"middle\">").count();
+        assert!(ticks <= 10, "{ticks} x ticks: {svg}");
+        let mut agg = crate::report::Aggregator::new(&[Dim::Module]);
+        for t in [i64::MIN, -1, 0, i64::MAX] {
+            let row =
+                crate::report::RowView { timestamp_us: t, module: "compat", outcome: "match", ..Default::default() };
+            agg.push(&row);
+        }
+        let r = agg.finish();
+        assert_eq!(r.series["compat"].iter().map(|p| p.comparisons).sum::<u64>(), 4);
+        assert!(data(&r, "d", &[]).contains("id=\"trend-table\""));
+        assert!(crate::report::render_table(&r).contains("trend"));
+        assert!(crate::report::render_markdown(&r).contains("| compat |"));
     }
 
     #[test]

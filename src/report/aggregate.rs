@@ -208,7 +208,7 @@ impl Aggregator {
         if width > self.width_s {
             self.coarsen(width);
         }
-        let start = t.div_euclid(self.width_s * 1_000_000) * self.width_s * 1_000_000;
+        let start = super::trend::floor_to(t, self.width_s * 1_000_000);
         let module = match self.series.get_mut(r.module) {
             Some(m) => m,
             None => self.series.entry(r.module.to_string()).or_default(),
@@ -242,7 +242,7 @@ impl Aggregator {
         for pts in self.series.values_mut() {
             let mut wider: BTreeMap<i64, Point> = BTreeMap::new();
             for p in pts.values() {
-                let t = p.t_us.div_euclid(w) * w;
+                let t = super::trend::floor_to(p.t_us, w);
                 let q = wider.entry(t).or_insert(Point { t_us: t, comparisons: 0, mismatches: 0 });
                 q.comparisons += p.comparisons;
                 q.mismatches += p.mismatches;

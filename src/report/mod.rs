@@ -307,7 +307,7 @@ fn render_trend_text(r: &DataReport) -> String {
                 .rev()
                 .take(TREND_DAYS)
                 .rev()
-                .map(|d| format!("{} {}", &d.date[5..], pct(d.diff_rate)))
+                .map(|d| format!("{} {}", d.date.get(5..).unwrap_or(&d.date), pct(d.diff_rate)))
                 .collect();
             let since = t
                 .version_change_us

@@ -65,19 +65,20 @@ pub struct Trend {
 
 const DAY_US: i64 = 86_400_000_000;
 
-/// The day a timestamp falls on (its start, µs).
-pub fn day_of(t_us: i64) -> i64 {
-    t_us.div_euclid(DAY_US) * DAY_US
+/// The start of the `width`-long bucket `t` falls in (clamped at the ends of `i64`, never overflowing).
+pub fn floor_to(t: i64, width: i64) -> i64 {
+    t.saturating_sub(t.rem_euclid(width.max(1)))
 }
 
-/// The direction of daily `(comparisons, mismatches)` (in day order).
-pub fn direction(days: &[(u64, u64)]) -> Direction {
-    let days: Vec<(f64, f64, f64)> = days
-        .iter()
-        .enumerate()
-        .filter(|(_, (n, _))| *n > 0)
-        .map(|(i, &(n, m))| (i as f64, m as f64 / n as f64, n as f64))
-        .collect();
+/// The day a timestamp falls on (its start, µs).
+pub fn day_of(t_us: i64) -> i64 {
+    floor_to(t_us, DAY_US)
+}
+
+/// The direction of daily `(day number, comparisons, mismatches)` (days without comparisons are no evidence).
+pub fn direction(days: &[(f64, u64, u64)]) -> Direction {
+    let days: Vec<(f64, f64, f64)> =
+        days.iter().filter(|(_, n, _)| *n > 0).map(|&(x, n, m)| (x, m as f64 / n as f64, n as f64)).collect();
     if days.len() < 2 {
         return Direction::Unknown;
     }
@@ -108,19 +109,12 @@ pub fn trends(
             let starts: Vec<i64> = first_seen.iter().filter(|((m, ..), _)| *m == module).map(|(_, &t)| t).collect();
             let change = (starts.len() > 1).then(|| starts.iter().copied().max().unwrap_or(0));
             let from = change.map_or(i64::MIN, day_of);
-            let since: Vec<(u64, u64)> = match (days.keys().next(), days.keys().next_back()) {
-                (Some(&first), Some(&last)) => {
-                    // Every calendar day from the change (or the first) to the last, empty ones included.
-                    let mut d = first.max(from);
-                    let mut out = Vec::new();
-                    while d <= last {
-                        out.push(days.get(&d).copied().unwrap_or((0, 0)));
-                        d += DAY_US;
-                    }
-                    out
-                }
-                _ => Vec::new(),
-            };
+            // Days since the change, numbered from the first (gaps keep their distance).
+            let first = days.keys().copied().find(|&d| d >= from);
+            let since: Vec<(f64, u64, u64)> = days
+                .range(from..)
+                .map(|(&d, &(n, m))| ((d as f64 - first.unwrap_or(d) as f64) / DAY_US as f64, n, m))
+                .collect();
             let days = days
                 .into_iter()
                 .map(|(d, (n, m))| Day {
@@ -143,16 +137,21 @@ mod tests {
 
     #[test]
     fn directions_on_synthetic_days() {
+        let days = |c: &[(u64, u64)]| c.iter().enumerate().map(|(i, &(n, m))| (i as f64, n, m)).collect::<Vec<_>>();
         // 5% falling to 1% over five days.
-        assert_eq!(direction(&[(1000, 50), (1000, 40), (1000, 30), (1000, 20), (1000, 10)]), Direction::Falling);
-        assert_eq!(direction(&[(1000, 1), (1000, 3), (1000, 9), (1000, 20)]), Direction::Rising);
+        assert_eq!(direction(&days(&[(1000, 50), (1000, 40), (1000, 30), (1000, 20), (1000, 10)])), Direction::Falling);
+        assert_eq!(direction(&days(&[(1000, 1), (1000, 3), (1000, 9), (1000, 20)])), Direction::Rising);
         // A steady 2% with ±10% noise is flat; so is zero throughout.
-        assert_eq!(direction(&[(1000, 20), (1000, 22), (1000, 18), (1000, 21), (1000, 19)]), Direction::Flat);
-        assert_eq!(direction(&[(500, 0), (500, 0), (500, 0)]), Direction::Flat);
+        assert_eq!(direction(&days(&[(1000, 20), (1000, 22), (1000, 18), (1000, 21), (1000, 19)])), Direction::Flat);
+        assert_eq!(direction(&days(&[(500, 0), (500, 0), (500, 0)])), Direction::Flat);
         // A day with no comparisons is no evidence; one day is not a trend.
-        assert_eq!(direction(&[(1000, 50), (0, 0)]), Direction::Unknown);
+        assert_eq!(direction(&days(&[(1000, 50), (0, 0)])), Direction::Unknown);
         // A loud day of ten comparisons does not outweigh days of thousands.
-        assert_eq!(direction(&[(5000, 10), (10, 9), (5000, 10)]), Direction::Flat);
+        assert_eq!(direction(&days(&[(5000, 10), (10, 9), (5000, 10)])), Direction::Flat);
+        // Timestamps at the ends of i64 bucket without overflow.
+        assert_eq!(day_of(i64::MIN), i64::MIN);
+        assert_eq!(day_of(i64::MAX), i64::MAX - i64::MAX % DAY_US);
+        assert_eq!(day_of(-1), -DAY_US);
     }
 
     #[test]
