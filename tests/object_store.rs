@@ -417,6 +417,32 @@ async fn rows_in_the_spool_survive_kill_9_and_the_restart_uploads_them() {
     assert_ne!(gate.status.code(), Some(2), "{}", String::from_utf8_lossy(&gate.stderr));
     let verdict: Value = serde_json::from_slice(&gate.stdout).unwrap();
     assert!(verdict.is_object() || verdict.is_array(), "{verdict}");
+    // The fix-loop commands read the bucket too.
+    let id = ids.iter().next().unwrap();
+    let show = Command::new(bin)
+        .args(["show", id, "--url", "s3://shadow/prod", "--format", "json"])
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
+    let shown: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown[0]["case_recorded"], true, "{shown}");
+    let listed = Command::new(bin)
+        .args(["show", "--url", "s3://shadow/prod", "--outcome", "match", "--module", "compat", "--format", "json"])
+        .envs(env)
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert!(listed["total"].as_u64().unwrap() >= ids.len() as u64, "{listed}");
+    let curated = dir.join("curated");
+    let curate = Command::new(bin)
+        .args(["baseline", "curate", "s3://shadow/prod", "--size", "5", "--out"])
+        .arg(&curated)
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(curate.status.success(), "{}", String::from_utf8_lossy(&curate.stderr));
+    assert_eq!(read_table(&curated.join("cases"), decode_cases).unwrap().len(), 5);
 
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(second.id().unwrap() as i32, libc::SIGTERM) };
