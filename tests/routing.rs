@@ -223,6 +223,54 @@ async fn a_server_error_fails_over_to_the_next_target_in_another_protocol() {
     assert_eq!((r.status().as_u16(), header(&r, "x-shadowgate-attempts")), (400, "1".into()));
 }
 
+/// A chain whose fallback speaks a protocol some requests cannot be converted to.
+const CHAIN: &str = r#"
+[[routes]]
+id = "chain"
+model = "chain-*"
+targets = [{ provider = "openai" }, { provider = "anthropic", upstream_model = "claude-sonnet-4-5" }]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_the_request_cannot_be_converted_to_is_skipped_and_the_last_failure_answers() {
+    keys();
+    let dir = tmp("rt-unconvertible");
+    let m = mock().await;
+    let p = start(config(m, dir.path(), "", CHAIN), m).await;
+    // Two choices cannot go to Anthropic: after OpenAI's 503, no target can take the request,
+    // so OpenAI's own answer goes back (not a 400 blaming the client for the fallback).
+    let body =
+        json!({"model": "chain-1", "n": 2, "messages": [{"role": "user", "content": "What is shadow traffic?"}]});
+    let send = |script: &'static str, body: Value| {
+        let url = format!("{}/v1/chat/completions", p.url);
+        async move { reqwest::Client::new().post(url).header("x-mock-script", script).json(&body).send().await.unwrap() }
+    };
+    let r = send("fail:503#h", body.clone()).await;
+    assert_eq!((r.status().as_u16(), header(&r, "x-shadowgate-attempts")), (503, "1".into()));
+    assert_eq!(header(&r, "x-shadowgate-upstream"), "openai/-");
+    let metrics = reqwest::get(format!("{}/metrics", p.url)).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics
+            .contains("shadowgate_upstream_attempts_total{provider=\"anthropic\",key=\"-\",class=\"unconvertible\"} 1"),
+        "{metrics}"
+    );
+    // A request the fallback can take fails over as before.
+    let mut one = body.clone();
+    one["n"] = json!(1);
+    let r = send("fail:503,ok#i", one).await;
+    assert_eq!((r.status().as_u16(), header(&r, "x-shadowgate-attempts")), (200, "2".into()));
+    assert_eq!(header(&r, "x-shadowgate-upstream"), "anthropic/-");
+    // The first target's conversion failing is still the client's error.
+    let p2 = start(config(m, dir.path(), "", ""), m).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", p2.url))
+        .json(&json!({"model": "claude-x", "n": 2, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_is_cooled_down_and_skipped_by_later_requests() {
     keys();

@@ -171,6 +171,8 @@ async fn handle(
     let (mut at, mut made, mut cooled) = (0usize, 0u32, Vec::<KeyRef>::new());
     // The converted request, kept while later attempts need the same one.
     let mut converted: Option<(Protocol, String, Option<String>, Bytes)> = None;
+    // The last failed attempt: what answers if no later target can take the request.
+    let mut last: Option<(Attempt, Option<Got>, Failure, Arc<Dims>)> = None;
     let (attempt, got, dims) = loop {
         let a =
             plan.attempts.get(at).cloned().ok_or_else(|| err(StatusCode::BAD_GATEWAY, "routing planned no attempt"))?;
@@ -199,9 +201,38 @@ async fn handle(
                     stream,
                 );
                 let out = served.call(st, &now, call, compat_mode).await;
-                let b = match open_envelope(&out) {
-                    Ok(raw) => ok_bytes(raw),
-                    Err(e) => return Err(err(StatusCode::BAD_REQUEST, &e.to_string())),
+                let b = match (open_envelope(&out), last.take()) {
+                    (Ok(raw), _) => ok_bytes(raw),
+                    // The first target's conversion failing is the client's error.
+                    (Err(e), None) => return Err(err(StatusCode::BAD_REQUEST, &e.to_string())),
+                    // A failover target the request cannot be converted to is skipped (no
+                    // upstream call was made); with none left, the last failure answers.
+                    (Err(e), Some(prev)) => {
+                        made = made.saturating_sub(1);
+                        st.metrics.upstream_attempts.get_or_create(&upstream_label(&a, "unconvertible")).inc();
+                        tracing::info!(request_id, upstream = %now.upstream, error = %e, "failover target skipped: the request cannot be converted to it");
+                        let same = |x: &Attempt| {
+                            let profile = cfg.provider(&x.provider).and_then(|p| p.profile.as_ref());
+                            (x.upstream_protocol, &x.upstream_model, profile)
+                                == (a.upstream_protocol, &a.upstream_model, provider.profile.as_ref())
+                        };
+                        match plan.attempts.iter().enumerate().skip(at + 1).find(|(_, x)| !same(x)) {
+                            Some((next, _)) => {
+                                at = next;
+                                last = Some(prev);
+                                continue;
+                            }
+                            None => {
+                                let (a, got, failure, now) = prev;
+                                match give_up(a, got, failure, now) {
+                                    Ok(answer) => break answer,
+                                    Err((now, msg)) => {
+                                        return Ok(bad_gateway(st, served, &now, err(StatusCode::BAD_GATEWAY, &msg)));
+                                    }
+                                }
+                            }
+                        }
+                    }
                 };
                 converted = Some((a.upstream_protocol, a.upstream_model.clone(), provider.profile.clone(), b.clone()));
                 b
@@ -261,20 +292,11 @@ async fn handle(
                     tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                 }
                 at = attempt as usize;
+                last = Some((a, got, failure, now));
             }
-            _ => match got {
-                // The upstream's own answer goes back, converted.
-                Some(got @ Got::Body { .. }) => break (a, got, now),
-                _ => {
-                    served.submit(st, &now, None);
-                    let msg = match failure.phase {
-                        Phase::FirstByte => format!("upstream {} broke off its response: {}", a.provider, failure.body),
-                        _ => failure.body,
-                    };
-                    let mut resp = err(StatusCode::BAD_GATEWAY, &msg).into_response();
-                    attempt_headers(&mut resp, &now);
-                    return Ok(resp);
-                }
+            _ => match give_up(a, got, failure, now) {
+                Ok(answer) => break answer,
+                Err((now, msg)) => return Ok(bad_gateway(st, served, &now, err(StatusCode::BAD_GATEWAY, &msg))),
             },
         }
     };
@@ -408,6 +430,32 @@ enum Got {
     Body { status: u16, body: Bytes, retry_after: Option<String>, retry_after_ms: Option<String> },
     /// A success stream whose first bytes came (or that ended at once), on its key's slot.
     Stream(stream::Upstream),
+}
+
+/// The attempt that answers, what it brought back, and the request's dims as served.
+type Answered = (Attempt, Got, Arc<Dims>);
+
+/// No further attempt: the upstream's own error answer goes back (converted,
+/// `Ok`), or, without one, the words of a 502 naming the failure.
+fn give_up(a: Attempt, got: Option<Got>, failure: Failure, now: Arc<Dims>) -> Result<Answered, (Arc<Dims>, String)> {
+    match got {
+        Some(got @ Got::Body { .. }) => Ok((a, got, now)),
+        _ => Err((
+            now,
+            match failure.phase {
+                Phase::FirstByte => format!("upstream {} broke off its response: {}", a.provider, failure.body),
+                _ => failure.body,
+            },
+        )),
+    }
+}
+
+/// The request ends in `error` without an upstream answer; its dims are recorded.
+fn bad_gateway(st: &AppState, served: Served, dims: &Arc<Dims>, error: ApiError) -> Response {
+    served.submit(st, dims, None);
+    let mut resp = error.into_response();
+    attempt_headers(&mut resp, dims);
+    resp
 }
 
 /// Longest head of an error body the core classifies.
