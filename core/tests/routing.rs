@@ -159,6 +159,43 @@ fn next(plan: &Value, failed: u32, status: Option<u16>, body: &str, phase: &str,
 }
 
 #[test]
+fn a_google_retry_info_body_sets_the_wait_when_no_header_does() {
+    let plan = resolve("claude-x", json!({"now_ms": 1000}), 0);
+    let body = |delay: &str| {
+        json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}]}})
+        .to_string()
+    };
+    // 37 s from the body beats the policy's 10 s rest; a header, when sent, wins.
+    let d = next(&plan, 0, Some(429), &body("37s"), "response", json!({}));
+    assert_eq!(d["cooldown"]["until_ms"], 38000, "{d}");
+    let d = next(&plan, 0, Some(429), &body("37s"), "response", json!({"retry_after_ms": 2000}));
+    assert_eq!(d["cooldown"]["until_ms"], 11000, "{d}");
+    // On the last attempt the body's wait is waited out within the cap, and stops past it.
+    let d = next(&plan, 2, Some(429), &body("1.5s"), "response", json!({}));
+    assert_eq!(
+        (d["next"]["delay_ms"].as_u64(), d["next"]["action"].as_str()),
+        (Some(1500), Some("retry_same_key")),
+        "{d}"
+    );
+    let d = next(&plan, 2, Some(429), &body("37s"), "response", json!({}));
+    assert_eq!(d["next"]["step"], "stop", "{d}");
+    // A list of errors (Gemini streams) is read too.
+    let listed = format!("[{}]", body("4.25s"));
+    assert_eq!(next(&plan, 2, Some(429), &listed, "response", json!({}))["next"]["delay_ms"], 4250);
+    // Hostile or cut-short delays are no delay: the policy decides alone, in both runtimes alike.
+    for bad in ["-5s", "1e9s", "s", ".5s", "5", "99999999999999999999999s", "３s"] {
+        let d = next(&plan, 0, Some(429), &body(bad), "response", json!({}));
+        let until = d["cooldown"]["until_ms"].as_u64().unwrap();
+        // Only the absurd but well-formed one counts, capped at the longest rest (quota's hour).
+        assert_eq!(until, if bad.starts_with("9999") { 3_601_000 } else { 11000 }, "{bad}: {d}");
+    }
+    let d = next(&plan, 0, Some(429), &body("99999999999999999999999s")[..60], "response", json!({}));
+    assert_eq!(d["cooldown"]["until_ms"], 11000, "a truncated body: {d}");
+}
+
+#[test]
 fn each_failure_class_gets_its_next_step() {
     let plan = resolve("claude-x", json!({"now_ms": 1000}), 0);
     // 429: rest the key for retry-after (or longer), go to the next key at once.

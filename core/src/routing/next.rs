@@ -98,9 +98,40 @@ fn backoff(policy: &RetryPolicy, made: u32, seed: u64) -> u64 {
     half + mix(seed, u64::from(made)) % (full - half + 1)
 }
 
+/// The wait a Google error body asks for: `error.details[]` holding a
+/// `google.rpc.RetryInfo` with `retryDelay` (`"37s"`, `"1.5s"`), in ms. The
+/// body may be a list of errors (Gemini streams) or cut short (then none).
+pub fn retry_info_ms(body: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let errors = match &v {
+        serde_json::Value::Array(a) => a.iter().collect::<Vec<_>>(),
+        other => vec![other],
+    };
+    errors
+        .into_iter()
+        .filter_map(|e| e.get("error")?.get("details")?.as_array())
+        .flatten()
+        .filter(|d| d.get("@type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("google.rpc.RetryInfo")))
+        .find_map(|d| duration_ms(d.get("retryDelay")?.as_str()?))
+}
+
+/// A protobuf JSON duration (`"<seconds>[.<fraction>]s"`, not negative) in ms, saturating.
+fn duration_ms(s: &str) -> Option<u64> {
+    let (secs, frac) = s.strip_suffix('s')?.split_once('.').map_or((s.strip_suffix('s')?, ""), |(a, b)| (a, b));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Seconds past u64 saturate; the fraction counts to the millisecond.
+    let whole = secs.bytes().fold(0u64, |n, b| n.saturating_mul(10).saturating_add(u64::from(b - b'0')));
+    let ms = frac.bytes().chain(std::iter::repeat(b'0')).take(3).fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+    Some(whole.saturating_mul(1000).saturating_add(ms))
+}
+
 /// Decides what follows a failed attempt.
 pub fn next(req: &NextRequest) -> Result<Decision> {
     let class = classify(req.status, &req.body, req.phase);
+    // The header's wait, else the one a Google error body states.
+    let retry_after_ms = req.retry_after_ms.or_else(|| retry_info_ms(&req.body));
     let attempts = &req.plan.attempts;
     let at = usize::try_from(req.failed).unwrap_or(usize::MAX);
     let failed = attempts.get(at).ok_or_else(|| {
@@ -110,7 +141,11 @@ pub fn next(req: &NextRequest) -> Result<Decision> {
     let c = &req.cooldown;
     let rest_ms = match class {
         // 0 turns rate-limit cooldowns off, `retry-after` included.
-        FailureClass::RateLimited if c.rate_limited_ms > 0 => c.rate_limited_ms.max(req.retry_after_ms.unwrap_or(0)),
+        // The upstream's wait, but never past the longest rest the policy knows (a
+        // wild `retry-after` must not retire a key for good).
+        FailureClass::RateLimited if c.rate_limited_ms > 0 => {
+            c.rate_limited_ms.max(retry_after_ms.unwrap_or(0).min(c.quota_ms.max(c.rate_limited_ms)))
+        }
         FailureClass::Auth => c.auth_ms,
         FailureClass::QuotaExhausted => c.quota_ms,
         FailureClass::ServerError if streak >= c.server_errors => c.server_error_ms,
@@ -156,7 +191,7 @@ pub fn next(req: &NextRequest) -> Result<Decision> {
         });
     }
     // Nothing else can serve: the same key again, when waiting can help.
-    let retry_after = req.retry_after_ms.unwrap_or(0);
+    let retry_after = retry_after_ms.unwrap_or(0);
     let same_again = match class {
         FailureClass::RateLimited => retry_after <= req.retry.retry_after_cap_ms,
         FailureClass::ServerError | FailureClass::Timeout => cooldown.is_none(),
