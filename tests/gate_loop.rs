@@ -392,6 +392,22 @@ fn the_demo_runs_end_to_end() {
         }
     }
 
+    // The pages it wrote, and the `show` hints: the list, then one request from it.
+    for (page, marker) in [("report.html", "class=\"plot\""), ("replay.html", "class=\"bar\"")] {
+        let html = std::fs::read_to_string(dir.join(page)).unwrap();
+        assert!(html.contains("id=\"verdict-table\"") && html.contains(marker), "{page}");
+    }
+    let list = stdout.lines().map(str::trim).find(|l| l.contains(" show --data-dir ")).expect("a show hint");
+    let out = Command::new("bash").args(["-c", list]).output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listed.starts_with(char::is_numeric), "{list}\n{listed}");
+    let id = listed.lines().nth(1).and_then(|l| l.split_whitespace().next()).expect("a listed request");
+    let one =
+        stdout.lines().map(str::trim).find(|l| l.contains(" show <request_id>")).unwrap().replace("<request_id>", id);
+    let out = Command::new("bash").args(["-c", &one]).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && shown.starts_with(&format!("request {id}")), "{one}\n{shown}");
+
     // The demo's gate verdicts are the `gate` command's, with the config the demo wrote.
     let verdicts = |text: &str| -> Vec<String> {
         text.lines()

@@ -294,13 +294,19 @@ pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError
     out +=
         &format!("\n== replay of the {} recorded cases with a deliberately changed candidate guest ==\n", cases.len());
     out += &crate::replay::render_text(&replay);
+    // The two HTML pages: the report with its verdicts, and the candidate's replay.
+    let (report_page, replay_page) = (data_dir.join("report.html"), data_dir.join("replay.html"));
+    std::fs::write(&report_page, crate::page::data(&report, &data_dir.display().to_string(), &verdicts))
+        .context(report_page.display())?;
+    std::fs::write(&replay_page, crate::page::replay(&replay)).context(replay_page.display())?;
     let dir = data_dir.display();
     let exe = std::env::current_exe().map_or_else(|_| "cargo run --release --".into(), |p| p.display().to_string());
     let query = format!(
         "SELECT module, outcome, count(*) AS n FROM read_parquet('{dir}/diffs/*/*.parquet') GROUP BY ALL ORDER BY ALL"
     );
     out += &format!(
-        "\nParquet tables: {dir}/diffs/date=*/ and {dir}/cases/date=*/\n\
+        "\nPages to open in a browser: {} (report and gate verdicts) and {} (the candidate's replay)\n\
+         Parquet tables: {dir}/diffs/date=*/ and {dir}/cases/date=*/\n\
          Query them with Python (duckdb and pyarrow come with `make test`):\n  \
          python3 -c \"import duckdb; print(duckdb.sql(\\\"{query}\\\"))\"\n  \
          python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{dir}/diffs', partitioning='hive').to_table().group_by(['module', 'outcome']).aggregate([('request_id', 'count')]))\"\n\
@@ -309,7 +315,14 @@ pub async fn demo(requests: usize, data_dir: PathBuf) -> Result<String, CmdError
          The same gate verdicts from the command line:\n  \
          {exe} gate {dir} --config {dir}/{CONFIG_FILE}\n\
          Replay them in CI:\n  \
-         {exe} replay {dir} --guest {dir}/candidate-guest.wasm --report-md replay.md\n"
+         {exe} replay {dir} --guest {dir}/candidate-guest.wasm --report-md replay.md\n\
+         Look up requests (`show` lists every outcome but match; the demo's shadow agrees, so ask for matches), \
+         one of them, and its case as a fixture:\n  \
+         {exe} show --data-dir {dir} --outcome match --limit 5\n  \
+         {exe} show <request_id> --data-dir {dir}\n  \
+         {exe} case export <request_id> --data-dir {dir} --out replay/cases/\n",
+        report_page.display(),
+        replay_page.display()
     );
     Ok(out)
 }
